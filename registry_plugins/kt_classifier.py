@@ -1,0 +1,135 @@
+"""An image classifier that trains against frozen teachers with the OR-loss."""
+from typing import Callable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class KTClassifier(ImageClassifier):
+    """mmpretrain's ``ImageClassifier`` plus the knowledge-transfer OR-loss.
+
+    The backbone's last feature map goes through the neck and head as in
+    ``ImageClassifier`` and, in training, also gives the student's spatial
+    attention map. With teachers attached (see :meth:`add_teacher`, done by
+    ``SequentialTeacherHook``), :meth:`loss` adds the OR-loss between the
+    student's map and each teacher's map of the same images.
+
+    Teachers are kept outside the module tree: they are not in
+    ``parameters()`` (so not in the optimizer, nor synchronised by DDP), not
+    in ``state_dict()`` (so not in the student's checkpoints), and
+    ``train()`` never switches them out of eval mode. They run their backbone
+    only, under ``torch.no_grad()``. ``to()``/``cuda()`` move them with the
+    student.
+
+    Args:
+        backbone (dict): The backbone config.
+        neck (dict, optional): The neck config. Defaults to None.
+        head (dict, optional): The head config. Defaults to None.
+        attention (dict): The attention-map module config. Defaults to
+            ``dict(type='SpatialAttention')``.
+        or_loss (dict): The OR-loss config. Defaults to
+            ``dict(type='OrthogonalLoss', loss_weight=0.5)``.
+        pretrained (str, optional): Checkpoint to initialise from.
+            Defaults to None.
+        train_cfg (dict, optional): Batch augmentation settings, as in
+            ``ImageClassifier``. Defaults to None.
+        data_preprocessor (dict, optional): The data preprocessor config.
+            Defaults to None (``ClsDataPreprocessor``).
+        init_cfg (dict, optional): The initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 attention: dict = dict(type='SpatialAttention'),
+                 or_loss: dict = dict(type='OrthogonalLoss', loss_weight=0.5),
+                 pretrained: Optional[str] = None,
+                 train_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            train_cfg=train_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.attention = MODELS.build(attention)
+        self.or_loss = MODELS.build(or_loss)
+        # A plain list, so that the teachers are not registered submodules.
+        self._teachers: List[nn.Module] = []
+
+    @property
+    def teachers(self) -> Tuple[nn.Module, ...]:
+        """The attached frozen teachers, in training order."""
+        return tuple(self._teachers)
+
+    def add_teacher(self, teacher: nn.Module) -> None:
+        """Freeze ``teacher`` and attach it.
+
+        Args:
+            teacher (nn.Module): A trained classifier with a ``backbone``
+                (usually an earlier stage's ``KTClassifier``).
+        """
+        teacher.requires_grad_(False)
+        teacher.eval()
+        parameter = next(self.parameters(), None)
+        if parameter is not None:
+            teacher.to(parameter.device)
+        self._teachers.append(teacher)
+
+    def train(self, mode: bool = True) -> 'KTClassifier':
+        """Set the student's mode; teachers always stay in eval mode."""
+        super().train(mode)
+        for teacher in self._teachers:
+            teacher.eval()
+        return self
+
+    def _apply(self, fn: Callable, *args, **kwargs) -> 'KTClassifier':
+        """Apply ``fn`` (device/dtype moves) to the teachers too."""
+        super()._apply(fn, *args, **kwargs)
+        for teacher in self._teachers:
+            teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def attention_map(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's normalised attention maps (B, H, W) for ``inputs``."""
+        return self.attention(self.backbone(inputs)[-1])
+
+    def teacher_attention_maps(self, inputs: torch.Tensor) -> List[torch.Tensor]:
+        """Each teacher's normalised attention maps for ``inputs``, no grad."""
+        with torch.no_grad():
+            return [
+                self.attention(teacher.backbone(inputs)[-1])
+                for teacher in self._teachers
+            ]
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
+        """Cross-entropy, plus the OR-loss when teachers are attached.
+
+        Args:
+            inputs (Tensor): Preprocessed images (B, 3, H, W).
+            data_samples (List[DataSample]): The samples' annotations.
+
+        Returns:
+            dict[str, Tensor]: ``loss_ce`` (the head's loss), any other head
+            outputs, and ``loss_or`` when there are teachers.
+        """
+        feats = self.backbone(inputs)
+        neck_feats = self.neck(feats) if self.with_neck else feats
+        losses = {
+            'loss_ce' if name == 'loss' else name: value
+            for name, value in self.head.loss(neck_feats, data_samples).items()
+        }
+        if self._teachers:
+            losses['loss_or'] = self.or_loss(
+                self.attention(feats[-1]),
+                self.teacher_attention_maps(inputs),
+                ce_loss=losses['loss_ce'])
+        return losses

@@ -1,0 +1,97 @@
+"""Attach the earlier stages of a sequence as frozen teachers."""
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+
+from .checkpoint_loading import resolve_checkpoint
+from .trained_model import load_trained_model
+
+
+def _num_classes(model: nn.Module) -> Optional[int]:
+    return getattr(getattr(model, 'head', None), 'num_classes', None)
+
+
+def _normalisation(model: nn.Module) -> tuple:
+    preprocessor = getattr(model, 'data_preprocessor', None)
+    return tuple(
+        getattr(preprocessor, name, None) for name in ('mean', 'std'))
+
+
+def _same_normalisation(first: tuple, second: tuple) -> bool:
+    return all(
+        (a is None and b is None) or (a is not None and b is not None
+                                      and torch.allclose(a.cpu(), b.cpu()))
+        for a, b in zip(first, second))
+
+
+@HOOKS.register_module()
+class SequentialTeacherHook(Hook):
+    """Before training, build, load, freeze and attach the teacher models.
+
+    Each teacher is an earlier model of the sequence, given by the config it
+    was trained with and its checkpoint. The hook acts once, in
+    ``before_train`` (after a resumed student has been restored): it builds
+    each teacher from ``cfg.model``, loads its weights (strictly), checks
+    that it predicts the student's number of classes and expects the same
+    input normalisation, and hands it to the student's ``add_teacher``,
+    which freezes it and keeps it in eval mode. It logs one line per teacher.
+
+    Args:
+        teachers (Sequence[dict]): One ``dict(config=..., checkpoint=...)``
+            per teacher, in training order. ``config`` is a config file path
+            or a config dict with a ``model`` entry; ``checkpoint`` is a
+            checkpoint file or a work directory holding mmengine's
+            ``last_checkpoint`` record. Checkpoints from kt's work
+            directories are fully unpickled, any other file only
+            weights-only (see ``registry_plugins.checkpoint_loading``).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, teachers: Sequence[dict]) -> None:
+        for index, teacher in enumerate(teachers):
+            missing = {'config', 'checkpoint'} - set(teacher)
+            if missing:
+                raise ValueError(f'teacher {index + 1} lacks {sorted(missing)}: '
+                                 'give dict(config=..., checkpoint=...)')
+        self.teachers = [dict(teacher) for teacher in teachers]
+        self._attached = False
+
+    def before_train(self, runner) -> None:
+        """Attach every teacher to the (unwrapped) student."""
+        if self._attached:
+            return
+        student = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(student, 'add_teacher'):
+            raise TypeError(f'{type(student).__name__} cannot take teachers; '
+                            "use model=dict(type='KTClassifier', ...)")
+        for index, spec in enumerate(self.teachers, start=1):
+            teacher, description = self._build_teacher(spec, runner.logger)
+            if _num_classes(teacher) != _num_classes(student):
+                raise ValueError(
+                    f'teacher {index} ({description}) predicts {_num_classes(teacher)} '
+                    f'classes but the student predicts {_num_classes(student)}; '
+                    'teachers must be trained on the same dataset')
+            if not _same_normalisation(_normalisation(teacher), _normalisation(student)):
+                raise ValueError(
+                    f'teacher {index} ({description}) expects another input '
+                    'mean/std than the student; use the same data_preprocessor')
+            student.add_teacher(teacher)
+            num_params = sum(p.numel() for p in teacher.parameters())
+            runner.logger.info(
+                f'Teacher {index}/{len(self.teachers)}: {description}, '
+                f'{type(teacher.backbone).__name__} backbone, '
+                f'{num_params / 1e6:.2f}M parameters, frozen, eval mode')
+        self._attached = True
+
+    @staticmethod
+    def _build_teacher(spec: dict, logger) -> tuple:
+        config, checkpoint = spec['config'], resolve_checkpoint(spec['checkpoint'])
+        teacher = load_trained_model(config, checkpoint, logger=logger)
+        name = Path(config).name if isinstance(config, (str, Path)) else 'config dict'
+        return teacher, f'{name} @ {checkpoint}'
