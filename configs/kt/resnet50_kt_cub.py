@@ -1,0 +1,6 @@
+# ResNet-50, 448 px, the paper's recipe on CUB-200-2011.
+_base_ = [
+    '../_base_/models/resnet50_kt.py', '../_base_/datasets/cub.py',
+    '../_base_/schedules/sgd_cosine_100e.py', '../_base_/default_runtime.py'
+]
+model = dict(head=dict(num_classes=200))
