@@ -1,10 +1,10 @@
 # FGVC-Aircraft 2013b: 100 variants, trained on trainval (6,667 images) and
 # scored on test (3,333), read by mmpretrain's FGVCAircraft class from
-# data_root (fgvc-aircraft-2013b/data: images/, variants.txt,
-# images_variant_*.txt).
+# data_root (fgvc-aircraft-2013b, holding data/images/, data/variants.txt,
+# data/images_variant_*.txt).
 _base_ = ['./fgvc_448.py']
 
-data_root = 'data/fgvc-aircraft-2013b/data'
+data_root = 'data/fgvc-aircraft-2013b'
 data_preprocessor = dict(num_classes=100)
 
 train_dataloader = dict(

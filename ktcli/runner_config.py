@@ -1,0 +1,46 @@
+"""Load a kt config for mmengine's Runner, as tools/train.py and tools/test.py do."""
+from pathlib import Path
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+
+from .errors import UserError
+
+
+def load_config(config: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """Read a config and prepare it for a Runner.
+
+    Applies ``cfg_options``, sets the work directory (``work_dir``, else the
+    config's own, else ``work_dirs/<config name>``) and the launcher. Without
+    a GPU, distributed runs use the gloo backend and a DDP wrapper without
+    device ids (mmengine would pass the local rank as a CUDA device).
+
+    Args:
+        config (str): Path of the config file.
+        cfg_options (dict, optional): Overrides, ``{'a.b': value}``.
+            Defaults to None.
+        work_dir (str, optional): The run's work directory. Defaults to None.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+            Defaults to ``'none'``.
+
+    Returns:
+        Config: The ready config.
+    """
+    if not Path(config).is_file():
+        raise UserError(f'config {config} does not exist; the shipped ones are under configs/kt/')
+    import registry_plugins  # noqa: F401  (registers kt's modules, adapts checkpoint loading)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config).stem)
+    cfg.launcher = launcher
+    if not torch.cuda.is_available():
+        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        if launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
+            cfg.model_wrapper_cfg = dict(
+                type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+    return cfg
