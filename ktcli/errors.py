@@ -1,24 +1,35 @@
-"""Turn the errors a user can cause into one clear line and an exit code."""
+"""Turn the errors a user can cause into one clear line and an exit code.
+
+Light on imports on purpose: the CLI reports bad input before torch loads.
+"""
 import sys
 from contextlib import contextmanager
 from typing import Iterator
-
-from registry_plugins.checkpoint_loading import CheckpointError
 
 
 class UserError(Exception):
     """A problem with the user's input, data or files; its message says the fix."""
 
 
-# Errors raised by kt, mmengine or mmpretrain that mean bad input, not a bug.
-USER_ERRORS = (UserError, CheckpointError, FileNotFoundError, FileExistsError,
-               NotADirectoryError, PermissionError)
+# Raised by kt, mmengine or mmpretrain for bad input rather than for a bug.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               PermissionError)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _first_line(error: BaseException) -> str:
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` means bad input (including unusable checkpoints)."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    # Only loaded once something has touched checkpoints.
+    checkpoints = sys.modules.get('registry_plugins.checkpoint_loading')
+    return checkpoints is not None and isinstance(error, checkpoints.CheckpointError)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name if it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -35,9 +46,11 @@ def exit_on_user_error(resume_hint: str = '') -> Iterator[None]:
     """
     try:
         yield
-    except USER_ERRORS as error:
-        print(f'error: {_first_line(error)}', file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         print(f'interrupted{": " + resume_hint if resume_hint else ""}', file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        print(f'error: {first_line(error)}', file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None

@@ -1,0 +1,95 @@
+import pytest
+import torch
+from mmpretrain.models import ImageClassifier
+from mmpretrain.structures import DataSample
+
+from registry_plugins import build_model_from_config, orthogonal_loss, spatial_attention_map
+
+from ..conftest import REPO
+
+TINY_MODEL = REPO / 'configs' / '_base_' / 'models' / 'resnet18_tiny_kt.py'
+
+
+@pytest.fixture
+def student():
+    torch.manual_seed(0)
+    return build_model_from_config(TINY_MODEL)
+
+
+def make_teacher(seed: int):
+    torch.manual_seed(seed)
+    model = build_model_from_config(TINY_MODEL)
+    model.init_weights()
+    return model
+
+
+def batch(size: int = 4):
+    inputs = torch.randn(size, 3, 32, 32)
+    samples = [DataSample().set_gt_label(label) for label in range(size)]
+    return inputs, samples
+
+
+def test_without_teachers_only_cross_entropy_is_returned(student):
+    losses = student.loss(*batch())
+    assert set(losses) == {'loss_ce'}
+
+
+def test_or_loss_is_computed_on_student_and_teacher_maps(student):
+    teacher = make_teacher(1)
+    student.add_teacher(teacher)
+    inputs, samples = batch()
+    student.eval()  # fixed BatchNorm statistics, so the recomputation below is exact
+    losses = student.loss(inputs, samples)
+    assert set(losses) == {'loss_ce', 'loss_or'}
+    student_map = spatial_attention_map(student.backbone(inputs)[-1])
+    teacher_map = spatial_attention_map(teacher.backbone(inputs)[-1])
+    expected = 0.5 * orthogonal_loss(student_map, [teacher_map])
+    torch.testing.assert_close(losses['loss_or'], expected)
+    assert losses['loss_or'].item() > 0
+
+
+def test_teachers_are_frozen_hidden_and_stay_in_eval_mode(student):
+    keys = set(student.state_dict())
+    num_params = len(list(student.parameters()))
+    teacher = make_teacher(1)
+    student.add_teacher(teacher)
+    assert student.teachers == (teacher, )
+    assert set(student.state_dict()) == keys
+    assert len(list(student.parameters())) == num_params
+    student.train()
+    assert not any(module.training for module in teacher.modules())
+    assert all(module.training for module in student.modules())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    student.loss(*batch())['loss_or'].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.backbone.conv1.weight.grad is not None
+
+
+def test_teachers_move_with_the_student(student):
+    student.add_teacher(make_teacher(1))
+    student.to(torch.float64)
+    assert next(student.teachers[0].parameters()).dtype == torch.float64
+
+
+def test_predict_and_tensor_modes_match_image_classifier(student):
+    student.add_teacher(make_teacher(1))
+    plain = ImageClassifier(
+        backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=16,
+                      strides=(1, 1, 2, 1), out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=20, in_channels=128))
+    plain.load_state_dict(student.state_dict())
+    student.eval(), plain.eval()
+    inputs, _ = batch()
+    torch.testing.assert_close(student(inputs, mode='tensor'), plain(inputs, mode='tensor'))
+    ours, theirs = student.predict(inputs), plain.predict(inputs)
+    torch.testing.assert_close(torch.stack([s.pred_score for s in ours]),
+                               torch.stack([s.pred_score for s in theirs]))
+
+
+def test_attention_map_is_the_student_map(student):
+    student.eval()
+    inputs, _ = batch(2)
+    maps = student.attention_map(inputs)
+    assert maps.shape == (2, 4, 4)  # 32 px / 8
+    torch.testing.assert_close(maps, spatial_attention_map(student.backbone(inputs)[-1]))

@@ -1,0 +1,79 @@
+"""tools/train.py and tools/test.py end to end on the tiny demo data."""
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import REPO, run_tool, write_tiny_config
+
+TRAINED_EPOCHS = re.compile(r'Epoch\(train\) +\[(\d+)\]')
+TOP1 = re.compile(r'accuracy/top1: ([\d.]+)')
+
+
+def newest_log(work_dir: Path) -> str:
+    return sorted(work_dir.glob('*/*.log'))[-1].read_text()
+
+
+def teacher_hook(config: Path, work_dir: Path) -> str:
+    teachers = [dict(config=str(config), checkpoint=str(work_dir))]
+    return f"custom_hooks = [dict(type='SequentialTeacherHook', teachers={teachers!r})]"
+
+
+def test_a_student_trains_against_a_teacher_and_its_checkpoint_tests(tmp_path, demo_root):
+    stage1 = write_tiny_config(tmp_path / 'stage1.py', demo_root)
+    result = run_tool('tools/train.py', str(stage1), '--work-dir', str(tmp_path / 'stage1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'loss_or' not in newest_log(tmp_path / 'stage1')
+
+    stage2 = write_tiny_config(tmp_path / 'stage2.py', demo_root,
+                               extra=teacher_hook(stage1, tmp_path / 'stage1'))
+    result = run_tool('tools/train.py', str(stage2), '--work-dir', str(tmp_path / 'stage2'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = newest_log(tmp_path / 'stage2')
+    assert 'Teacher 1/1: stage1.py' in log
+    assert 'loss_ce:' in log and 'loss_or:' in log
+    trained_top1 = TOP1.findall(log)[-1]
+
+    result = run_tool('tools/test.py', str(stage2), str(tmp_path / 'stage2' / 'epoch_1.pth'),
+                      '--work-dir', str(tmp_path / 'test'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert TOP1.findall(result.stdout)[-1] == trained_top1
+
+
+def test_training_resumes_after_being_killed(tmp_path, demo_root):
+    config = write_tiny_config(tmp_path / 'tiny.py', demo_root, epochs=3)
+    work_dir = tmp_path / 'work'
+    command = [sys.executable, 'tools/train.py', str(config), '--work-dir', str(work_dir)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    record = work_dir / 'last_checkpoint'
+    while not record.exists() and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    done = int(re.search(r'epoch_(\d+)\.pth', record.read_text()).group(1))
+    assert done < 3, 'the run finished before it could be killed'
+
+    result = run_tool(*command[1:], '--resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = {int(epoch) for epoch in TRAINED_EPOCHS.findall(newest_log(work_dir))}
+    assert epochs == set(range(done + 1, 4))
+    assert (work_dir / 'epoch_3.pth').is_file()
+
+
+def test_missing_config_is_one_clear_line(tmp_path):
+    result = run_tool('tools/train.py', str(tmp_path / 'nope.py'))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'error: config {tmp_path / "nope.py"} does not exist; '
+        'the shipped ones are under configs/kt/']
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    config = write_tiny_config(tmp_path / 'tiny.py', tmp_path / 'no_data')
+    result = run_tool('tools/train.py', str(config), '--work-dir', str(tmp_path / 'work'))
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith('error: ')
+    assert 'no_data' in result.stderr
