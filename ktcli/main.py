@@ -2,12 +2,17 @@
 import typer
 
 from . import __version__
+from .data_commands import data_app
+from .train_command import train
 
 app = typer.Typer(
     help='Knowledge-transfer fine-grained visual classification: train a sequence of '
     'CNNs with the OR-loss against their predecessors, then ensemble them.',
     no_args_is_help=True,
-    add_completion=False)
+    add_completion=False,
+    pretty_exceptions_enable=False)
+app.command()(train)
+app.add_typer(data_app, name='data', help='Make, download and check datasets.')
 
 
 def _print_version(value: bool) -> None:
@@ -21,4 +26,4 @@ def main(
     version: bool = typer.Option(False, '--version', callback=_print_version, is_eager=True,
                                  help='Print the version and exit.'),
 ) -> None:
-    """kt: one command per step of the method (more commands arrive with the next releases)."""
+    """kt: knowledge-transfer FGVC."""

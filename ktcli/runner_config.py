@@ -17,7 +17,9 @@ def load_config(config: str,
     Applies ``cfg_options``, sets the work directory (``work_dir``, else the
     config's own, else ``work_dirs/<config name>``) and the launcher. Without
     a GPU, distributed runs use the gloo backend and a DDP wrapper without
-    device ids (mmengine would pass the local rank as a CUDA device).
+    device ids (mmengine would pass the local rank as a CUDA device), and a
+    torchrun-launched process joins its group here, since mmengine's own
+    initialisation selects a CUDA device first.
 
     Args:
         config (str): Path of the config file.
@@ -43,4 +45,6 @@ def load_config(config: str,
         if launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
             cfg.model_wrapper_cfg = dict(
                 type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+        if launcher == 'pytorch' and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend='gloo')
     return cfg

@@ -102,6 +102,12 @@ class KTClassifier(ImageClassifier):
         """The student's normalised attention maps (B, H, W) for ``inputs``."""
         return self.attention(self.backbone(inputs)[-1])
 
+    def logits_and_attention(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Class scores (B, classes) and attention maps (B, H, W) from one backbone pass."""
+        feats = self.backbone(inputs)
+        logits = self.head(self.neck(feats) if self.with_neck else feats)
+        return logits, self.attention(feats[-1])
+
     def teacher_attention_maps(self, inputs: torch.Tensor) -> List[torch.Tensor]:
         """Each teacher's normalised attention maps for ``inputs``, no grad."""
         with torch.no_grad():

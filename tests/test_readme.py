@@ -4,7 +4,8 @@ from .conftest import REPO
 
 
 def readme_commands() -> list:
-    return re.findall(r'```bash\n(python3 -m venv .venv && [^\n]+)\n```', (REPO / 'README.md').read_text())
+    readme = (REPO / 'README.md').read_text()
+    return re.findall(r'```bash\n(python3 -m venv .venv && [^\n]+)\n```', readme)
 
 
 def test_readme_has_exactly_two_setup_commands():

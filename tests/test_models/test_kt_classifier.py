@@ -93,3 +93,11 @@ def test_attention_map_is_the_student_map(student):
     maps = student.attention_map(inputs)
     assert maps.shape == (2, 4, 4)  # 32 px / 8
     torch.testing.assert_close(maps, spatial_attention_map(student.backbone(inputs)[-1]))
+
+
+def test_logits_and_attention_come_from_one_pass(student):
+    student.eval()
+    inputs, _ = batch(2)
+    logits, maps = student.logits_and_attention(inputs)
+    torch.testing.assert_close(logits, student(inputs, mode='tensor'))
+    torch.testing.assert_close(maps, student.attention_map(inputs))

@@ -1,0 +1,4 @@
+"""python -m ktcli: the kt command."""
+from .main import app
+
+app(prog_name="kt")

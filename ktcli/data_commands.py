@@ -1,0 +1,111 @@
+"""``kt data``: write the demo data, download a dataset, check a dataset root."""
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .data_check import DatasetSummary, summarise_dataset
+from .data_download import download_dataset
+from .dataset_specs import DATASETS
+from .errors import UserError, exit_on_user_error
+
+# The unreadable images an error line lists before "and N more".
+LISTED_UNREADABLE = 3
+
+DatasetName = Enum('DatasetName', [(name, name) for name in DATASETS], type=str)
+
+data_app = typer.Typer(
+    help='Get the datasets kt trains on and check that they load: write the synthetic demo '
+    'data, download CUB-200-2011 or FGVC-Aircraft, check a dataset root.',
+    no_args_is_help=True)
+
+
+@data_app.command()
+def demo(
+    out: Path = typer.Option(Path('data/kt_demo'), '--out',
+                             help='The folder to write the demo dataset to.'),
+    seed: int = typer.Option(0, '--seed', min=0, help='The random seed.'),
+    img_size: int = typer.Option(80, '--img-size', min=32,
+                                 help='The side of the square images, in pixels.'),
+    train_per_class: int = typer.Option(60, '--train-per-class', min=1,
+                                        help='Training images per species.'),
+    test_per_class: int = typer.Option(40, '--test-per-class', min=1,
+                                       help='Test images per species.'),
+) -> None:
+    """Write the synthetic demo dataset: 20 species in CUB-200-2011's layout."""
+    with exit_on_user_error():
+        from .demo_data import DEMO_CLASSES, make_demo_dataset
+        start = time.perf_counter()
+        path = make_demo_dataset(out, seed=seed, img_size=img_size,
+                                 train_per_class=train_per_class, test_per_class=test_per_class)
+        seconds = time.perf_counter() - start
+    images = len(DEMO_CLASSES) * (train_per_class + test_per_class)
+    Console().print(f'[green]demo dataset[/] at {escape(str(path.resolve()))}: {images} images '
+                    f'of {len(DEMO_CLASSES)} species in {seconds:.1f} s', soft_wrap=True)
+
+
+@data_app.command()
+def download(
+    dataset: DatasetName = typer.Argument(
+        ..., help='cub or air (car cannot be downloaded: the command says what to do instead).'),
+    root: Path = typer.Option(Path('data'), '--root',
+                              help='The folder to download into; the dataset unpacks into a '
+                              'subfolder of it (e.g. data/CUB_200_2011).'),
+    url: Optional[str] = typer.Option(None, '--url',
+                                      help='A mirror of the archive, instead of the official '
+                                      'URL.'),
+    md5: Optional[str] = typer.Option(None, '--md5',
+                                      help="The MD5 of the mirror's archive, when it differs "
+                                      'from the official one.'),
+) -> None:
+    """Download, verify and unpack a dataset; an interrupted download resumes."""
+    with exit_on_user_error('run the same command again to resume the download'):
+        download_dataset(dataset.value, root, url=url, md5=md5, console=Console())
+
+
+def _summary_table(summary: DatasetSummary) -> Table:
+    """A table of the images, classes and unreadable images of each split."""
+    spec = DATASETS[summary.name]
+    table = Table(title=f'{escape(spec.title)} at {escape(str(summary.root))}',
+                  caption=f'{summary.num_classes} classes')
+    for column in ('split', 'images', 'classes', 'unreadable'):
+        table.add_column(column, justify='left' if column == 'split' else 'right')
+    for split in summary.splits:
+        unreadable = str(len(split.unreadable)) if summary.images_verified else 'not checked'
+        table.add_row(split.name, str(split.num_images),
+                      f'{split.num_classes}/{summary.num_classes}', unreadable)
+    return table
+
+
+def _unreadable_error(paths: list[Path]) -> UserError:
+    """The error for unreadable images, listing the first few."""
+    listed = ', '.join(str(path) for path in paths[:LISTED_UNREADABLE])
+    more = f' and {len(paths) - LISTED_UNREADABLE} more' if len(paths) > LISTED_UNREADABLE else ''
+    return UserError(f'{len(paths)} unreadable image(s): {listed}{more}; replace or re-download '
+                     'them')
+
+
+@data_app.command()
+def check(
+    dataset: DatasetName = typer.Argument(..., help='The dataset to check.'),
+    data_root: Optional[Path] = typer.Option(
+        None, '--data-root',
+        help="The dataset root. Defaults to the dataset's usual folder (e.g. data/CUB_200_2011 "
+        'for cub, data/kt_demo for demo).'),
+    verify_images: bool = typer.Option(True, '--verify-images/--no-verify-images',
+                                       help='Open every image and report unreadable ones.'),
+) -> None:
+    """Check that a dataset loads as training will load it; exit 2 if it does not."""
+    console = Console()
+    with exit_on_user_error():
+        root = data_root or Path(DATASETS[dataset.value].default_root)
+        with console.status(f'loading {escape(str(root))}'):
+            summary = summarise_dataset(dataset.value, root, verify_images=verify_images)
+        console.print(_summary_table(summary))
+        if summary.unreadable:
+            raise _unreadable_error(summary.unreadable)

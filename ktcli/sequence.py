@@ -1,0 +1,179 @@
+"""Train a sequence of stages, reusing finished ones and resuming unfinished ones."""
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+from registry_plugins.checkpoint_loading import mark_work_dir
+
+from .errors import UserError
+from .manifest import Manifest
+from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
+from .stage_launcher import TrainProgress, failure_reason, run_stage, train_command
+from .test_outputs import cached_test_outputs, ensemble_probabilities, top1
+
+STAGES_DIR = 'stages'
+
+
+@dataclass
+class PlannedStage:
+    """One stage of a sequence: its config, identity and where it lives."""
+
+    index: int
+    digest: str
+    cfg: object
+    dir: Path
+    config_path: Path
+    checkpoint: Path
+
+
+@dataclass
+class StageResult:
+    """What a finished stage scored, alone and with the stages before it."""
+
+    index: int
+    digest: str
+    reused: bool
+    top1: float
+    ensemble_top1: float
+    train_seconds: float
+
+
+class SequenceTrainer:
+    """Trains stages 1..N of one sequence in a work directory.
+
+    Stages live in ``WORK_DIR/stages/<digest>/`` (each an mmengine work
+    dir with its ``config.py``); ``WORK_DIR/stage_k`` links to the stage
+    that is k-th in the sequence last trained. The manifest
+    (``kt_manifest.json``) records every stage, so a stage whose digest is
+    already done is reused and an unfinished one resumes.
+
+    Args:
+        work_dir (Path): The sequence's work directory.
+        settings (TrainSettings): The sequence's settings.
+        launcher (str): ``'none'``, ``'pytorch'`` or ``'slurm'``.
+        srun_args (str): Extra srun options for ``launcher='slurm'``.
+        verbose (bool): Show the stages' full logs live.
+        console (Console, optional): Where to print.
+    """
+
+    def __init__(self, work_dir: Path, settings: TrainSettings, launcher: str = 'none',
+                 srun_args: str = '', verbose: bool = False,
+                 console: Optional[Console] = None) -> None:
+        self.work_dir = Path(work_dir).resolve()
+        self.settings = settings
+        self.launcher = launcher
+        self.srun_args = srun_args
+        self.verbose = verbose
+        self.console = console or Console()
+        self.manifest = Manifest(self.work_dir)
+        self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+    def plan(self, n: int) -> List[PlannedStage]:
+        """Compose the configs and digests of stages 1..n (nothing runs)."""
+        stages: List[PlannedStage] = []
+        for index in range(1, n + 1):
+            teachers = [Teacher(s.digest, s.config_path, s.checkpoint) for s in stages]
+            cfg = compose_stage_config(self.settings, teachers, self.work_dir)
+            digest = stage_digest(cfg, [t.digest for t in teachers], self.settings.processes)
+            stage_dir = self.work_dir / STAGES_DIR / digest
+            cfg.work_dir = str(stage_dir)
+            checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
+            stages.append(PlannedStage(index, digest, cfg, stage_dir, stage_dir / 'config.py',
+                                       checkpoint))
+        return stages
+
+    def train(self, n: int) -> List[StageResult]:
+        """Train (or reuse) stages 1..n and score each alone and as an ensemble."""
+        stages = self.plan(n)
+        to_train = [s for s in stages if not self.manifest.is_done(s.digest)]
+        self.console.print(
+            f'[bold]{n} stage{"s" if n > 1 else ""}[/]: {n - len(to_train)} reused, '
+            f'{len(to_train)} to train, in {self.work_dir}')
+        mark_work_dir(self.work_dir)
+        self.manifest.chain = [s.digest for s in stages]
+        self.manifest.save()
+        results: List[StageResult] = []
+        members = []
+        for stage in stages:
+            reused = self.manifest.is_done(stage.digest)
+            if reused:
+                self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: reused')
+            else:
+                self._train_stage(stage, n)
+            self._link(stage)
+            outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
+                                          stage.checkpoint, self.device)
+            members.append(outputs['logits'])
+            single = top1(outputs['logits'], outputs['labels'])
+            ensemble = top1(ensemble_probabilities(members), outputs['labels'])
+            record = self.manifest.update(stage.digest, top1=single)
+            results.append(StageResult(stage.index, stage.digest, reused, single, ensemble,
+                                       record.get('train_seconds', 0.0)))
+        self.manifest.results = [vars(result) for result in results]
+        self.manifest.save()
+        return results
+
+    def _train_stage(self, stage: PlannedStage, n: int) -> None:
+        stage.dir.mkdir(parents=True, exist_ok=True)
+        if not stage.config_path.is_file():
+            stage.cfg.dump(str(stage.config_path))
+        record = self.manifest.stage(stage.digest) or {}
+        self.manifest.update(
+            stage.digest, index=stage.index, status='running',
+            dir=os.path.relpath(stage.dir, self.work_dir),
+            config=os.path.relpath(stage.config_path, self.work_dir),
+            checkpoint=os.path.relpath(stage.checkpoint, self.work_dir),
+            train_seconds=record.get('train_seconds', 0.0))
+        command = train_command(stage.config_path, stage.dir, self.settings.processes,
+                                self.launcher, self.srun_args)
+        epochs = stage.cfg.train_cfg.max_epochs
+        started = time.monotonic()
+        with self._progress() as progress:
+            task = progress.add_task('', total=None, stage=f'{stage.index}/{n}',
+                                     status='starting', losses='')
+
+            def show(update: TrainProgress) -> None:
+                total = epochs * update.iters_per_epoch
+                done = (update.epoch - 1) * update.iters_per_epoch + update.iter
+                losses = f'loss_ce {update.loss_ce:.4f}'
+                if update.loss_or is not None:
+                    losses += f'  loss_or {update.loss_or:.4f}'
+                progress.update(task, total=total, completed=done, losses=losses,
+                                status=f'epoch {update.epoch}/{epochs} '
+                                f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
+
+            on_line = (lambda line: progress.console.print(line, markup=False, highlight=False)
+                       ) if self.verbose else None
+            try:
+                code, tail = run_stage(command, show, on_line)
+            finally:
+                self.manifest.update(stage.digest, train_seconds=record.get('train_seconds', 0.0)
+                                     + time.monotonic() - started)
+        if code != 0 or not stage.checkpoint.is_file():
+            reason = failure_reason(tail)
+            raise UserError(f'stage {stage.index} failed (exit code {code}): {reason}; its logs '
+                            f'are in {stage.dir}; rerun the same command to resume it')
+        self.manifest.update(stage.digest, status='done')
+        self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: trained')
+
+    def _progress(self) -> Progress:
+        return Progress(SpinnerColumn(), TextColumn('[bold]stage {task.fields[stage]}'),
+                        BarColumn(), TextColumn('{task.fields[status]}'),
+                        TextColumn('{task.fields[losses]}'), console=self.console,
+                        transient=True)
+
+    def _link(self, stage: PlannedStage) -> None:
+        """Point WORK_DIR/stage_k at the stage's directory."""
+        link = self.work_dir / f'stage_{stage.index}'
+        if link.exists() and not link.is_symlink():
+            return
+        temporary = link.with_name(f'.{link.name}.tmp')
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(os.path.relpath(stage.dir, self.work_dir))
+        os.replace(temporary, link)

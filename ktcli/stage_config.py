@@ -1,0 +1,238 @@
+"""Compose the complete mmengine config of one stage of a kt sequence."""
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmengine.config import Config
+
+from .dataset_specs import dataset_spec
+from .errors import UserError
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / 'configs'
+MODEL_CONFIGS = CONFIG_ROOT / '_base_' / 'models'
+BACKBONE_ALIASES = {'vgg16': 'vgg16bn'}
+# The paper: the pretrained backbone learns at a tenth of the new head's rate.
+PRETRAINED_BACKBONE_LR_MULT = 0.1
+LOG_INTERVAL = 10
+VIS_BACKENDS = {
+    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
+    'wandb': ('WandbVisBackend', 'wandb'),
+    'mlflow': ('MLflowVisBackend', 'mlflow'),
+    'clearml': ('ClearMLVisBackend', 'clearml'),
+    'neptune': ('NeptuneVisBackend', 'neptune'),
+    'dvclive': ('DVCLiveVisBackend', 'dvclive'),
+    'aim': ('AimVisBackend', 'aim'),
+}
+
+
+def available_backbones() -> List[str]:
+    """Backbone names with a shipped ``configs/_base_/models/<name>_kt.py``."""
+    return sorted(path.stem[:-len('_kt')] for path in MODEL_CONFIGS.glob('*_kt.py'))
+
+
+def backbone_config(name: str) -> Path:
+    """The model config of backbone ``name`` (``vgg16`` means ``vgg16bn``)."""
+    path = MODEL_CONFIGS / f'{BACKBONE_ALIASES.get(name, name)}_kt.py'
+    if not path.is_file():
+        raise UserError(f'unknown backbone {name!r}; choose one of '
+                        f'{", ".join(available_backbones() + list(BACKBONE_ALIASES))}')
+    return path
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a user sets for a sequence, shared by all its stages."""
+
+    dataset: str
+    data_root: str
+    backbone: str = 'resnet50'
+    alpha: float = 0.5
+    weighting: str = 'fixed'
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 0.01
+    img_size: Optional[int] = None
+    seed: int = 0
+    pretrained: str = 'default'
+    processes: int = 1
+    num_classes: Optional[int] = None
+    cfg_options: Tuple[Tuple[str, object], ...] = ()
+    vis_backends: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A finished earlier stage."""
+
+    digest: str
+    config: Path
+    checkpoint: Path
+
+
+def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
+                         work_dir: Path) -> Config:
+    """Build the full config of a stage trained against ``teachers``.
+
+    Args:
+        settings (TrainSettings): The sequence's settings.
+        teachers (Sequence[Teacher]): The stages before this one, in order.
+        work_dir (Path): The stage's work directory.
+
+    Returns:
+        Config: A config that ``tools/train.py`` runs on its own.
+    """
+    spec = dataset_spec(settings.dataset)
+    bases = [backbone_config(settings.backbone),
+             CONFIG_ROOT / '_base_' / 'datasets' / spec.base_config,
+             CONFIG_ROOT / '_base_' / 'schedules' / 'sgd_cosine_100e.py',
+             CONFIG_ROOT / '_base_' / 'default_runtime.py']
+    cfg = Config.fromstring(f'_base_ = {[str(path) for path in bases]!r}\n', '.py')
+
+    num_classes = settings.num_classes or spec.num_classes
+    cfg.model.head.num_classes = num_classes
+    cfg.data_preprocessor.num_classes = num_classes
+    for loader in _dataloaders(cfg):
+        loader.dataset.data_root = settings.data_root
+    if settings.img_size:
+        _resize_pipelines(cfg, settings.img_size)
+    if settings.batch_size % settings.processes:
+        raise UserError(f'--batch-size {settings.batch_size} does not split evenly over '
+                        f'{settings.processes} processes; pick a multiple')
+    cfg.train_dataloader.batch_size = settings.batch_size // settings.processes
+
+    pretrained = _set_pretrained(cfg, settings.pretrained)
+    cfg.optim_wrapper.optimizer.lr = settings.lr
+    cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult = (
+        PRETRAINED_BACKBONE_LR_MULT if pretrained else 1.0)
+    cfg.train_cfg.max_epochs = settings.epochs
+    cfg.train_cfg.val_interval = settings.epochs
+    cfg.param_scheduler.T_max = cfg.param_scheduler.end = settings.epochs
+    cfg.randomness.seed = settings.seed
+    cfg.model.or_loss.loss_weight = settings.alpha
+    cfg.model.or_loss.weighting = settings.weighting
+
+    cfg.default_hooks.logger.interval = LOG_INTERVAL
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')] + [
+        dict(type=_vis_backend(name)) for name in settings.vis_backends]
+    if teachers:
+        cfg.custom_hooks = [dict(
+            type='SequentialTeacherHook',
+            teachers=[dict(config=str(t.config), checkpoint=str(t.checkpoint))
+                      for t in teachers])]
+    cfg.merge_from_dict(dict(settings.cfg_options))
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1) -> str:
+    """A digest of everything that determines a stage's trained weights.
+
+    Covers the model (the OR-loss only when there are teachers, so alpha
+    does not touch stage 1), input normalisation, training data and
+    pipeline, total batch size, optimizer, schedule, epochs and seed, and
+    the teachers' own digests; not logging, evaluation or paths of outputs.
+
+    Args:
+        cfg (Config): The stage config.
+        teacher_digests (Sequence[str]): The digests of its teachers, in order.
+        processes (int): Data-parallel processes (the total batch is
+            ``batch_size * processes``). Defaults to 1.
+
+    Returns:
+        str: 16 hex digits.
+    """
+    model = cfg.model.to_dict()
+    if not teacher_digests:
+        model.pop('or_loss', None)
+    train_loader = cfg.train_dataloader
+    payload = dict(
+        model=model,
+        data_preprocessor=cfg.get('data_preprocessor'),
+        train_dataset=train_loader.dataset,
+        sampler=train_loader.sampler,
+        total_batch_size=train_loader.batch_size * processes,
+        optim_wrapper=cfg.optim_wrapper,
+        param_scheduler=cfg.param_scheduler,
+        max_epochs=cfg.train_cfg.max_epochs,
+        randomness=cfg.randomness,
+        teachers=list(teacher_digests),
+    )
+    text = json.dumps(payload, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_cfg_options(options: Sequence[str]) -> Dict[str, object]:
+    """Parse ``KEY=VALUE`` strings as mmengine's ``--cfg-options`` does."""
+    from mmengine.config import DictAction
+    parsed = {}
+    for option in options:
+        key, sep, value = option.partition('=')
+        if not sep or not key:
+            raise UserError(f'--cfg-options takes KEY=VALUE, got {option!r}')
+        parsed[key] = DictAction._parse_iterable(value)
+    return parsed
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, 'to_dict'):
+        return value.to_dict()
+    return str(value)
+
+
+def _dataloaders(cfg: Config) -> list:
+    return [cfg[name] for name in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+            if cfg.get(name)]
+
+
+def _resize_pipelines(cfg: Config, img_size: int) -> None:
+    """Scale the Resize/crop steps so that the crop is ``img_size`` pixels."""
+    for loader in _dataloaders(cfg):
+        pipeline = loader.dataset.pipeline
+        crop = next(step for step in pipeline if step.type in ('RandomCrop', 'CenterCrop'))
+        base = crop.crop_size
+        for step in pipeline:
+            if step.type == 'Resize':
+                step.scale = tuple(round(side * img_size / base) for side in step.scale)
+            elif step.type == 'RandomCrop':
+                step.padding = max(1, round(step.padding * img_size / base))
+                step.crop_size = img_size
+            elif step.type == 'CenterCrop':
+                step.crop_size = img_size
+
+
+def _set_pretrained(cfg: Config, pretrained: str) -> bool:
+    """Apply ``--pretrained``; returns whether the backbone starts pretrained."""
+    backbone = cfg.model.backbone
+    if pretrained == 'none':
+        backbone.pop('init_cfg', None)
+    elif pretrained != 'default':
+        prefix = backbone.get('init_cfg', {}).get('prefix', 'backbone.')
+        if not pretrained.startswith(('http://', 'https://')):
+            path = Path(pretrained).expanduser()
+            if not path.is_file():
+                raise UserError(f'--pretrained {pretrained}: no such file; pass a checkpoint '
+                                'file, a URL, "default" or "none"')
+            pretrained, prefix = str(path.resolve()), _backbone_prefix(path)
+        backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix=prefix)
+    init_cfg = backbone.get('init_cfg')
+    return bool(init_cfg) and init_cfg.get('type') == 'Pretrained'
+
+
+def _backbone_prefix(path: Path) -> Optional[str]:
+    """'backbone.' for an mmpretrain classifier checkpoint, None for bare backbone weights."""
+    from registry_plugins.checkpoint_loading import load_checkpoint_file
+    checkpoint = load_checkpoint_file(path, map_location='cpu')
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+    return 'backbone.' if any(key.startswith('backbone.') for key in state) else None
+
+
+def _vis_backend(name: str) -> str:
+    if name not in VIS_BACKENDS:
+        raise UserError(f'unknown --vis-backend {name!r}; choose one of {", ".join(VIS_BACKENDS)}')
+    backend, package = VIS_BACKENDS[name]
+    if importlib.util.find_spec(package) is None:
+        raise UserError(f'--vis-backend {name} needs the {package} package: pip install {package}')
+    return backend

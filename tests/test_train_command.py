@@ -1,0 +1,146 @@
+"""kt train end to end on tiny demo data: reuse, extension, resume, alpha, 2 processes."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from .conftest import REPO
+
+TRAINED_EPOCHS = re.compile(r'Epoch\(train\) +\[(\d+)\]')
+
+
+def kt_train(work_dir: Path, data_root: Path, *options: str) -> list:
+    return [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
+            str(data_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
+            '--batch-size', '8', '--work-dir', str(work_dir), *options]
+
+
+def run(command: list) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def manifest(work_dir: Path) -> dict:
+    return json.loads((work_dir / 'kt_manifest.json').read_text())
+
+
+def stage_logs(stage_dir: Path) -> list:
+    return sorted(stage_dir.glob('*/*.log'))
+
+
+def teachers_of(config: Path) -> list:
+    hooks = Config.fromfile(str(config)).get('custom_hooks', [])
+    return [teacher['checkpoint'] for hook in hooks if hook['type'] == 'SequentialTeacherHook'
+            for teacher in hook['teachers']]
+
+
+@pytest.fixture(scope='module')
+def two_stages(tmp_path_factory, demo_root) -> Path:
+    work_dir = tmp_path_factory.mktemp('kt') / 'work'
+    result = run(kt_train(work_dir, demo_root, '--n', '2'))
+    assert '0 reused, 2 to train' in result.stdout
+    return work_dir
+
+
+def test_two_stages_train_score_and_record_results(two_stages):
+    record = manifest(two_stages)
+    assert len(record['chain']) == 2
+    assert all(record['stages'][d]['status'] == 'done' for d in record['chain'])
+    stage1, stage2 = (two_stages / f'stage_{k}' for k in (1, 2))
+    assert teachers_of(stage1 / 'config.py') == []
+    assert teachers_of(stage2 / 'config.py') == [str(stage1.resolve() / 'epoch_1.pth')]
+    results = json.loads((two_stages / 'results.json').read_text())['stages']
+    assert [r['index'] for r in results] == [1, 2]
+    for result in results:
+        assert 0 <= result['top1'] <= 100 and 0 <= result['ensemble_top1'] <= 100
+    # Stage 1 alone is its own ensemble.
+    assert results[0]['top1'] == results[0]['ensemble_top1']
+
+
+def test_extending_to_three_trains_exactly_one_more_stage(two_stages, demo_root):
+    logs_before = {d: stage_logs(two_stages / 'stages' / d)
+                   for d in manifest(two_stages)['chain']}
+    result = run(kt_train(two_stages, demo_root, '--n', '3'))
+    assert '2 reused, 1 to train' in result.stdout
+    record = manifest(two_stages)
+    assert record['chain'][:2] == list(logs_before)
+    for digest, logs in logs_before.items():
+        assert stage_logs(two_stages / 'stages' / digest) == logs  # not retrained
+    assert teachers_of(two_stages / 'stage_3' / 'config.py') == [
+        str((two_stages / f'stage_{k}').resolve() / 'epoch_1.pth') for k in (1, 2)]
+    results = json.loads((two_stages / 'results.json').read_text())['stages']
+    assert len(results) == 3 and [r['reused'] for r in results] == [True, True, False]
+
+
+def test_changing_alpha_reuses_stage_one_and_retrains_stage_two(two_stages, demo_root):
+    before = manifest(two_stages)['chain']
+    result = run(kt_train(two_stages, demo_root, '--n', '2', '--alpha', '2.0'))
+    assert '1 reused, 1 to train' in result.stdout
+    after = manifest(two_stages)['chain']
+    assert after[0] == before[0] and after[1] != before[1]
+    # The stage trained with the old alpha is kept, not overwritten.
+    assert manifest(two_stages)['stages'][before[1]]['status'] == 'done'
+    assert 'loss_weight=2.0' in (two_stages / 'stage_2' / 'config.py').read_text()
+
+
+def test_two_gloo_processes_train_a_stage_with_a_teacher(two_stages, demo_root):
+    # Same total batch (2 x 4), so stage 1 is reused and only stage 2 runs distributed.
+    result = run(kt_train(two_stages, demo_root, '--n', '2', '--gpus', '2', '--alpha', '0.25'))
+    assert '1 reused, 1 to train' in result.stdout
+    log = stage_logs(two_stages / 'stage_2')[-1].read_text()
+    assert 'Distributed launcher: pytorch' in log
+    # mmengine reports the world size as "GPU number", also when the processes are CPUs.
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    assert "dist_cfg: {'backend': 'gloo'}" in log
+    # 60 images over 2 processes x batch 4: 8 iterations, each with the OR-loss.
+    assert 'Epoch(train) [1][8/8]' in log and 'loss_or:' in log
+    assert json.loads((two_stages / 'results.json').read_text())['stages'][1]['reused'] is False
+
+
+def test_a_killed_run_resumes_without_retraining_finished_stages(tmp_path, demo_root):
+    work_dir = tmp_path / 'work'
+    command = kt_train(work_dir, demo_root, '--n', '2')
+    command[command.index('--epochs') + 1] = '2'
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        record = manifest(work_dir) if (work_dir / 'kt_manifest.json').exists() else {}
+        running = [d for d, s in record.get('stages', {}).items()
+                   if s.get('index') == 2 and s['status'] == 'running']
+        if running and (work_dir / 'stages' / running[0] / 'last_checkpoint').exists():
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    record = manifest(work_dir)  # readable right after the kill
+    stage1, stage2 = record['chain']
+    assert record['stages'][stage1]['status'] == 'done'
+    assert record['stages'][stage2]['status'] == 'running'
+
+    result = run(command)
+    assert '1 reused, 1 to train' in result.stdout
+    assert len(stage_logs(work_dir / 'stages' / stage1)) == 1
+    resumed_log = stage_logs(work_dir / 'stages' / stage2)[-1].read_text()
+    assert {int(e) for e in TRAINED_EPOCHS.findall(resumed_log)} == {2}
+    assert manifest(work_dir)['stages'][stage2]['status'] == 'done'
+
+
+def test_missing_data_fails_fast_with_one_line(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, '-m', 'ktcli', 'train', '--dataset', 'air', '--n',
+                             '5', '--alpha', '0.5', '--data-root', '/nonexistent'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'kt data download air' in lines[0] and '/nonexistent' in lines[0]
+    assert elapsed < 5
