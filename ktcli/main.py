@@ -2,8 +2,11 @@
 import typer
 
 from . import __version__
+from .ablate_command import ablate_app
 from .data_commands import data_app
+from .ensemble_command import ensemble
 from .train_command import train
+from .visualize_command import visualize
 
 app = typer.Typer(
     help='Knowledge-transfer fine-grained visual classification: train a sequence of '
@@ -12,7 +15,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False)
 app.command()(train)
+app.command()(ensemble)
+app.command()(visualize)
 app.add_typer(data_app, name='data', help='Make, download and check datasets.')
+app.add_typer(ablate_app, name='ablate')
 
 
 def _print_version(value: bool) -> None:

@@ -11,11 +11,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from registry_plugins.checkpoint_loading import mark_work_dir
 
+from .ensemble_report import ensemble_rows
 from .errors import UserError
 from .manifest import Manifest
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_launcher import TrainProgress, failure_reason, run_stage, train_command
-from .test_outputs import cached_test_outputs, ensemble_probabilities, top1
+from .test_outputs import cached_test_outputs
 
 STAGES_DIR = 'stages'
 
@@ -41,6 +42,7 @@ class StageResult:
     reused: bool
     top1: float
     ensemble_top1: float
+    or_overlap: Optional[float]
     train_seconds: float
 
 
@@ -74,12 +76,20 @@ class SequenceTrainer:
         self.manifest = Manifest(self.work_dir)
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
-    def plan(self, n: int) -> List[PlannedStage]:
-        """Compose the configs and digests of stages 1..n (nothing runs)."""
+    def plan(self, n: int, independent: bool = False) -> List[PlannedStage]:
+        """Compose the configs and digests of stages 1..n (nothing runs).
+
+        Args:
+            n (int): Number of stages.
+            independent (bool): Train every stage with cross-entropy only,
+                without teachers (the paper's "Base" ensemble). Defaults to
+                False.
+        """
         stages: List[PlannedStage] = []
         for index in range(1, n + 1):
-            teachers = [Teacher(s.digest, s.config_path, s.checkpoint) for s in stages]
-            cfg = compose_stage_config(self.settings, teachers, self.work_dir)
+            teachers = [] if independent else [
+                Teacher(s.digest, s.config_path, s.checkpoint) for s in stages]
+            cfg = compose_stage_config(self.settings, teachers, self.work_dir, index)
             digest = stage_digest(cfg, [t.digest for t in teachers], self.settings.processes)
             stage_dir = self.work_dir / STAGES_DIR / digest
             cfg.work_dir = str(stage_dir)
@@ -88,32 +98,46 @@ class SequenceTrainer:
                                        checkpoint))
         return stages
 
-    def train(self, n: int) -> List[StageResult]:
-        """Train (or reuse) stages 1..n and score each alone and as an ensemble."""
-        stages = self.plan(n)
-        to_train = [s for s in stages if not self.manifest.is_done(s.digest)]
+    def count_to_train(self, stages: List[PlannedStage]) -> int:
+        """How many distinct stages among ``stages`` are not trained yet."""
+        return len({s.digest for s in stages if not self.manifest.is_done(s.digest)})
+
+    def train(self, n: int, independent: bool = False) -> List[StageResult]:
+        """Train (or reuse) stages 1..n and score each alone and as an ensemble.
+
+        Args:
+            n (int): Number of stages.
+            independent (bool): No teachers (see :meth:`plan`). Defaults to
+                False.
+        """
+        # Another trainer may have recorded stages in this work dir since.
+        self.manifest = Manifest(self.work_dir)
+        stages = self.plan(n, independent)
+        to_train = self.count_to_train(stages)
         self.console.print(
-            f'[bold]{n} stage{"s" if n > 1 else ""}[/]: {n - len(to_train)} reused, '
-            f'{len(to_train)} to train, in {self.work_dir}')
+            f'[bold]{n} stage{"s" if n > 1 else ""}[/]: {n - to_train} reused, '
+            f'{to_train} to train, in {self.work_dir}')
         mark_work_dir(self.work_dir)
-        self.manifest.chain = [s.digest for s in stages]
-        self.manifest.save()
-        results: List[StageResult] = []
-        members = []
+        if not independent:
+            self.manifest.chain = [s.digest for s in stages]
+            self.manifest.save()
+        reused, outputs = [], []
         for stage in stages:
-            reused = self.manifest.is_done(stage.digest)
-            if reused:
+            reused.append(self.manifest.is_done(stage.digest))
+            if reused[-1]:
                 self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: reused')
             else:
                 self._train_stage(stage, n)
-            self._link(stage)
-            outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                          stage.checkpoint, self.device)
-            members.append(outputs['logits'])
-            single = top1(outputs['logits'], outputs['labels'])
-            ensemble = top1(ensemble_probabilities(members), outputs['labels'])
-            record = self.manifest.update(stage.digest, top1=single)
-            results.append(StageResult(stage.index, stage.digest, reused, single, ensemble,
+            if not independent:
+                self._link(stage)
+            outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
+                                               stage.checkpoint, self.device))
+        rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
+        results = []
+        for row, was_reused in zip(rows, reused):
+            record = self.manifest.update(row.digest, top1=row.top1)
+            results.append(StageResult(row.index, row.digest, was_reused, row.top1,
+                                       row.ensemble_top1, row.or_overlap,
                                        record.get('train_seconds', 0.0)))
         self.manifest.results = [vars(result) for result in results]
         self.manifest.save()

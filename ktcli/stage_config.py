@@ -73,13 +73,18 @@ class Teacher:
 
 
 def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
-                         work_dir: Path) -> Config:
+                         work_dir: Path, index: int = 1) -> Config:
     """Build the full config of a stage trained against ``teachers``.
+
+    Stage k is seeded with ``settings.seed + k - 1``, so that models of a
+    sequence differ in initialisation and data order as independently
+    trained models would, and the OR-loss is the only other difference.
 
     Args:
         settings (TrainSettings): The sequence's settings.
         teachers (Sequence[Teacher]): The stages before this one, in order.
         work_dir (Path): The stage's work directory.
+        index (int): The stage's 1-based position. Defaults to 1.
 
     Returns:
         Config: A config that ``tools/train.py`` runs on its own.
@@ -110,7 +115,7 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     cfg.train_cfg.max_epochs = settings.epochs
     cfg.train_cfg.val_interval = settings.epochs
     cfg.param_scheduler.T_max = cfg.param_scheduler.end = settings.epochs
-    cfg.randomness.seed = settings.seed
+    cfg.randomness.seed = settings.seed + index - 1
     cfg.model.or_loss.loss_weight = settings.alpha
     cfg.model.or_loss.weighting = settings.weighting
 

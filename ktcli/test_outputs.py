@@ -1,20 +1,33 @@
 """Each stage's logits and attention maps on the test split, computed once and cached."""
+import hashlib
+import json
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 
 OUTPUTS_NAME = 'test_outputs.pt'
 
 
+def split_digest(config: Union[str, Path]) -> str:
+    """A digest of a config's test dataset (type, root, split, pipeline)."""
+    from mmengine.config import Config
+    dataset = Config.fromfile(str(config)).test_dataloader.dataset.to_dict()
+    text = json.dumps(dataset, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def compute_test_outputs(config: Union[str, Path], checkpoint: Union[str, Path],
-                         device: str = 'cpu') -> Dict[str, torch.Tensor]:
+                         device: str = 'cpu',
+                         batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Run a trained model over its config's test split.
 
     Args:
         config (str | Path): The stage's config file.
         checkpoint (str | Path): Its checkpoint (file or work dir).
         device (str): Where to run. Defaults to ``'cpu'``.
+        batch_size (int, optional): Overrides the config's test batch size.
+            Defaults to None.
 
     Returns:
         dict: ``logits`` (N, classes), ``labels`` (N,) and ``attention``
@@ -29,6 +42,8 @@ def compute_test_outputs(config: Union[str, Path], checkpoint: Union[str, Path],
     cfg = Config.fromfile(str(config))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
+    if batch_size:
+        cfg.test_dataloader.batch_size = batch_size
     loader = Runner.build_dataloader(cfg.test_dataloader)
     logits, labels, attention = [], [], []
     with torch.inference_mode():
@@ -43,26 +58,23 @@ def compute_test_outputs(config: Union[str, Path], checkpoint: Union[str, Path],
 
 
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
-                        checkpoint: Union[str, Path],
-                        device: str = 'cpu') -> Dict[str, torch.Tensor]:
-    """:func:`compute_test_outputs`, cached in the stage directory by digest."""
+                        checkpoint: Union[str, Path], device: str = 'cpu',
+                        batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """:func:`compute_test_outputs`, cached in the stage directory.
+
+    The cache is keyed by the stage digest and the test split
+    (:func:`split_digest`), so any later report reuses it without another
+    forward pass, and a changed test split is recomputed.
+    """
     path = Path(stage_dir) / OUTPUTS_NAME
+    key = f'{digest}:{split_digest(config)}'
     if path.is_file():
         cached = torch.load(path, weights_only=True)
-        if cached.get('digest') == digest:
+        if cached.get('key') == key:
             return cached['outputs']
-    outputs = compute_test_outputs(config, checkpoint, device)
+    outputs = compute_test_outputs(config, checkpoint, device, batch_size)
     temporary = path.with_suffix('.tmp')
-    torch.save(dict(digest=digest, outputs=outputs), temporary)
+    torch.save(dict(key=key, outputs=outputs), temporary)
     temporary.replace(path)
     return outputs
 
-
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy in percent."""
-    return (logits.argmax(dim=1) == labels).float().mean().item() * 100
-
-
-def ensemble_probabilities(members: list) -> torch.Tensor:
-    """The members' softmax probabilities, averaged."""
-    return torch.stack([m.softmax(dim=1) for m in members]).mean(dim=0)

@@ -46,6 +46,19 @@ def demo_root(tmp_path_factory) -> Path:
     return make_demo_dataset(root, seed=0, img_size=40, train_per_class=3, test_per_class=2)
 
 
+@pytest.fixture(scope='session')
+def trained_work_dir(tmp_path_factory, demo_root) -> Path:
+    """A kt work dir with a 2-stage sequence of tiny models (read-only for tests)."""
+    work_dir = tmp_path_factory.mktemp('trained') / 'work'
+    result = subprocess.run(
+        [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
+         str(demo_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
+         '--batch-size', '8', '--work-dir', str(work_dir), '--n', '2'],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work_dir
+
+
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',
                       base: Optional[Path] = None) -> Path:
     """Write a config inheriting the demo config at 32 px, batch 8, no workers."""

@@ -10,7 +10,7 @@ def readme_commands() -> list:
 
 def test_readme_has_exactly_two_setup_commands():
     main_job, tests = readme_commands()
-    assert 'pytest' not in main_job and 'tools/train.py' in main_job
+    assert 'pytest' not in main_job and 'kt train --dataset demo' in main_job
     assert 'pytest' in tests
 
 

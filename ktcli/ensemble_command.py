@@ -1,0 +1,72 @@
+"""``kt ensemble``: score every stage of a work dir alone, in ensemble, and for diversity."""
+import csv
+import json
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import exit_on_user_error
+from .work_dir_stages import parse_models, trained_stages
+
+
+class Fusion(str, Enum):
+    softmax = 'softmax'
+    logits = 'logits'
+
+
+def ensemble(
+    work_dir: Path = typer.Argument(..., help='A work dir written by `kt train`.'),
+    fusion: Fusion = typer.Option(Fusion.softmax, help="softmax: average the members' "
+                                  "probabilities; logits: sum their logits (the authors')."),
+    models: Optional[str] = typer.Option(None, help='Stages to ensemble, e.g. 1,3,5 '
+                                         '(default: all).'),
+    json_path: Optional[Path] = typer.Option(None, '--json', help='Also write the figures here.'),
+    csv_path: Optional[Path] = typer.Option(None, '--csv', help='Also write the figures here.'),
+    batch_size: Optional[int] = typer.Option(None, min=1, help='Test batch size '
+                                             "(default: the stage config's)."),
+    device: Optional[str] = typer.Option(None, help='cpu, cuda, cuda:1, ... '
+                                         '(default: cuda if available).'),
+) -> None:
+    """Score each stage on the test split: alone (top-1, top-5), in the ensemble of the
+    stages up to it, and how much it differs from them (OR overlap of attention maps,
+    prediction disagreement). Each model runs once; its outputs are cached in its stage
+    directory for every later report."""
+    console = Console()
+    with exit_on_user_error():
+        import torch
+
+        from .ensemble_report import ensemble_rows
+        from .test_outputs import cached_test_outputs
+        stages = trained_stages(work_dir, parse_models(models))
+        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        outputs = [cached_test_outputs(s.dir, s.digest, s.config, s.checkpoint, device,
+                                       batch_size) for s in stages]
+        rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages],
+                             fusion.value)
+        table = Table(title=f'{work_dir}: {len(outputs[0]["labels"])} test images, '
+                      f'{fusion.value} fusion')
+        for column in ('stage', 'top-1', 'top-5', 'ensemble top-1 (so far)',
+                       'OR overlap with earlier', 'disagreement with earlier (%)'):
+            table.add_column(column, justify='right')
+        for row in rows:
+            table.add_row(str(row.index), f'{row.top1:.2f}', _figure(row.top5),
+                          f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
+                          _figure(row.disagreement))
+        console.print(table)
+        records = [asdict(row) for row in rows]
+        if json_path:
+            json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records), indent=2))
+        if csv_path:
+            with open(csv_path, 'w', newline='') as file:
+                writer = csv.DictWriter(file, fieldnames=list(records[0]))
+                writer.writeheader()
+                writer.writerows(records)
+
+
+def _figure(value: Optional[float], digits: int = 2) -> str:
+    return '—' if value is None else f'{value:.{digits}f}'

@@ -1,0 +1,153 @@
+"""The training options shared by ``kt train`` and ``kt ablate``, declared once."""
+import functools
+import inspect
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from .dataset_specs import DATASETS, DatasetSpec, dataset_spec
+from .errors import UserError
+
+DatasetName = Enum('DatasetName', {name: name for name in DATASETS}, type=str)
+
+
+class Weighting(str, Enum):
+    fixed = 'fixed'
+    adaptive = 'adaptive'
+
+
+class Launcher(str, Enum):
+    none = 'none'
+    pytorch = 'pytorch'
+    slurm = 'slurm'
+
+
+def _options_template(
+    dataset: DatasetName = typer.Option('cub', help='Which dataset to train on.'),
+    data_root: Optional[Path] = typer.Option(
+        None, help="Dataset folder (default: the dataset's usual folder under data/)."),
+    backbone: str = typer.Option(
+        'resnet50', help='resnet50, vgg16, or any configs/_base_/models/<name>_kt.py we ship '
+        '(e.g. resnet18_tiny).'),
+    weighting: Weighting = typer.Option(
+        Weighting.fixed, help="fixed: the paper's alpha * L_OR; adaptive: the authors' code, "
+        'rescaled every step to alpha * L_CE.'),
+    epochs: int = typer.Option(100, min=1, help='Epochs per model.'),
+    batch_size: int = typer.Option(32, min=1, help='Total batch size over all processes.'),
+    lr: float = typer.Option(0.01, min=0.0, help='Head learning rate; a pretrained backbone '
+                             "learns at a tenth of it (the paper's ratio)."),
+    img_size: Optional[int] = typer.Option(
+        None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).'),
+    pretrained: str = typer.Option(
+        'default', help='Backbone initialisation: default (ImageNet), none, a file or a URL.'),
+    work_dir: Optional[Path] = typer.Option(
+        None, help='Where stages, manifest and results go '
+        '(default: work_dirs/<backbone>_<dataset>).'),
+    gpus: int = typer.Option(1, min=1, help='Processes per stage (one per GPU; on a CPU-only '
+                             'machine, CPU processes with gloo).'),
+    launcher: Launcher = typer.Option(Launcher.none, help='none: this machine (torchrun when '
+                                      '--gpus > 1); pytorch: torchrun; slurm: srun.'),
+    srun_args: str = typer.Option(
+        '', help='Extra srun options for --launcher slurm, e.g. "-p gpu --gres=gpu:4 '
+        '--ntasks-per-node=4 --cpus-per-task=5 --time=24:00:00".'),
+    cfg_options: List[str] = typer.Option(
+        [], '--cfg-options', help='KEY=VALUE config override passed to mmengine (repeatable).'),
+    vis_backend: List[str] = typer.Option(
+        [], help='Also log to tensorboard, wandb, mlflow, ... (repeatable).'),
+    verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stages' full logs."),
+) -> None:
+    """Declares the shared options (never called)."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The values of the shared options of one command line."""
+
+    dataset: DatasetName
+    data_root: Optional[Path]
+    backbone: str
+    weighting: Weighting
+    epochs: int
+    batch_size: int
+    lr: float
+    img_size: Optional[int]
+    pretrained: str
+    work_dir: Optional[Path]
+    gpus: int
+    launcher: Launcher
+    srun_args: str
+    cfg_options: List[str]
+    vis_backend: List[str]
+    verbose: bool
+
+    def spec(self) -> DatasetSpec:
+        """The chosen dataset."""
+        return dataset_spec(self.dataset.value)
+
+    def default_work_dir(self, prefix: str = '') -> Path:
+        """``work_dir``, else ``work_dirs/<prefix><backbone>_<dataset>``."""
+        return self.work_dir or Path('work_dirs') / f'{prefix}{self.backbone}_{self.dataset.value}'
+
+    def prepared_data_root(self, console: Console) -> Path:
+        """Check the data (writing the demo data on first use); return its root."""
+        spec = self.spec()
+        root = Path(self.data_root or spec.default_root)
+        if spec.name == 'demo' and not root.exists():
+            from .demo_data import make_demo_dataset
+            console.print(f'writing the demo dataset to {root}')
+            make_demo_dataset(root)
+        from .data_check import check_layout
+        return check_layout(spec.name, root)
+
+    def settings(self, data_root: Path, alpha: float, seed: int):
+        """The :class:`TrainSettings` of a sequence with this alpha and seed."""
+        from .stage_config import TrainSettings, parse_cfg_options
+        spec = self.spec()
+        return TrainSettings(
+            dataset=spec.name, data_root=str(data_root), backbone=self.backbone, alpha=alpha,
+            weighting=self.weighting.value, epochs=self.epochs, batch_size=self.batch_size,
+            lr=self.lr, img_size=self.img_size, seed=seed, pretrained=self.pretrained,
+            processes=self.gpus,
+            num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
+            cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
+            vis_backends=tuple(self.vis_backend))
+
+    def trainer(self, work_dir: Path, settings, console: Console):
+        """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``."""
+        from .sequence import SequenceTrainer
+        launcher = self.launcher
+        if launcher == Launcher.none and self.gpus > 1:
+            launcher = Launcher.pytorch
+        return SequenceTrainer(work_dir, settings, launcher.value, self.srun_args,
+                               self.verbose, console)
+
+
+def with_training_options(command: Callable) -> Callable:
+    """Give a Typer command the shared options, passed to it as ``options``.
+
+    The command declares its own options and one ``options:
+    TrainingOptions`` parameter; the shared ones are appended to its
+    signature, so each is declared once for all commands.
+    """
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != 'options']
+    shared = list(inspect.signature(_options_template).parameters.values())
+    names = [f.name for f in fields(TrainingOptions)]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        options = TrainingOptions(**{name: kwargs.pop(name) for name in names})
+        return command(options=options, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + shared)
+    return wrapper
+
+
+def _count_classes(root: Path) -> int:
+    classes = [path for path in (root / 'train').iterdir() if path.is_dir()]
+    if not classes:
+        raise UserError(f'{root / "train"} holds no class folders')
+    return len(classes)

@@ -1,0 +1,64 @@
+"""The trained stages of a kt work directory, as the later commands use them."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .errors import UserError
+from .manifest import MANIFEST_NAME, Manifest
+
+
+@dataclass(frozen=True)
+class TrainedStage:
+    """A finished stage of the sequence last trained in a work directory."""
+
+    index: int
+    digest: str
+    dir: Path
+    config: Path
+    checkpoint: Path
+
+
+def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> List[TrainedStage]:
+    """The finished stages of ``work_dir``'s sequence, optionally a subset.
+
+    Args:
+        work_dir (Path): A work directory written by ``kt train``.
+        models (Sequence[int], optional): 1-based stage indices to keep, in
+            the given order. Defaults to None (all stages).
+
+    Returns:
+        list[TrainedStage]: The stages.
+
+    Raises:
+        UserError: No kt work dir there, or a requested stage is missing or
+            unfinished.
+    """
+    work_dir = Path(work_dir)
+    if not (work_dir / MANIFEST_NAME).is_file():
+        raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
+                        'train one with `kt train`')
+    manifest = Manifest(work_dir)
+    stages = []
+    for index, digest in enumerate(manifest.chain, start=1):
+        record = manifest.stage(digest) or {}
+        stages.append(TrainedStage(index, digest, work_dir / record.get('dir', ''),
+                                   work_dir / record.get('config', ''),
+                                   work_dir / record.get('checkpoint', '')))
+    wanted = list(models) if models else [stage.index for stage in stages]
+    for index in wanted:
+        if not 1 <= index <= len(stages):
+            raise UserError(f'{work_dir} has stages 1..{len(stages)}; there is no stage {index}')
+        if not manifest.is_done(stages[index - 1].digest):
+            raise UserError(f'stage {index} of {work_dir} has not finished training; '
+                            'rerun `kt train` to complete it')
+    return [stages[index - 1] for index in wanted]
+
+
+def parse_models(text: Optional[str]) -> Optional[List[int]]:
+    """Parse ``--models 1,3,5`` into ``[1, 3, 5]`` (None stays None)."""
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(',') if part.strip()]
+    except ValueError:
+        raise UserError(f'--models takes stage numbers like 1,3,5, got {text!r}') from None
