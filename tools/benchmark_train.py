@@ -9,7 +9,9 @@ the same architecture, and one teacher forward (backbone and attention map,
 no grad). With f = teacher forward / plain step, a step with k teachers
 cannot take less than 1 + k * f plain steps; the table shows each measured
 time against that bound. The k values are measured interleaved over several
-rounds so that drift of the machine's speed hits all of them alike.
+rounds so that drift of the machine's speed hits all of them alike; bounds
+and ratios use medians (a shared machine's occasional stall distorts a mean),
+and the means are shown beside them.
 """
 import argparse
 import json
@@ -63,6 +65,8 @@ def timed(step: Callable[[], object], device: torch.device) -> float:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('benchmark_train', log_level='WARNING')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
     from registry_plugins import build_model_from_config
@@ -101,25 +105,26 @@ def main() -> None:
             teacher_forward += [timed(lambda: students[1].teacher_attention_maps(inputs), device)
                                 for _ in range(args.iters)]
 
-    plain = statistics.mean(steps[0])
-    f = statistics.mean(teacher_forward) / plain if teachers else 0.0
+    plain = statistics.median(steps[0])
+    f = statistics.median(teacher_forward) / plain if teachers else 0.0
     rows = []
     for k, times in steps.items():
-        mean = statistics.mean(times)
+        median = statistics.median(times)
         bound = plain * (1 + k * f)
-        rows.append(dict(teachers=k, seconds_per_iter=mean,
-                         std=statistics.stdev(times) if len(times) > 1 else 0.0,
-                         lower_bound=bound, ratio=mean / bound))
+        rows.append(dict(teachers=k, median_seconds=median, mean_seconds=statistics.mean(times),
+                         lower_bound=bound, ratio=median / bound))
 
     title = (f'{Path(args.config).name}: batch {args.batch_size}, {args.img_size} px, '
              f'{device.type}{", amp" if args.amp else ""}, '
              f'{args.rounds} x {args.iters} steps per k; f = {f:.3f}')
     table = Table(title=title)
-    for column in ('teachers k', 's / iter', '± std', 'bound (1 + k·f)·t0', 'ratio'):
+    for column in ('teachers k', 's / iter (median)', 's / iter (mean)', 'bound (1 + k·f)·t0',
+                   'ratio'):
         table.add_column(column, justify='right')
     for row in rows:
-        table.add_row(str(row['teachers']), f"{row['seconds_per_iter']:.4f}", f"{row['std']:.4f}",
-                      f"{row['lower_bound']:.4f}", f"{row['ratio']:.3f}")
+        table.add_row(str(row['teachers']), f"{row['median_seconds']:.4f}",
+                      f"{row['mean_seconds']:.4f}", f"{row['lower_bound']:.4f}",
+                      f"{row['ratio']:.3f}")
     Console().print(table)
     if args.json:
         args.json.write_text(json.dumps(dict(config=args.config, batch_size=args.batch_size,
