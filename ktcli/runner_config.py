@@ -1,4 +1,6 @@
 """Load a kt config for mmengine's Runner, as tools/train.py and tools/test.py do."""
+import argparse
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -48,3 +50,26 @@ def load_config(config: str,
         if launcher == 'pytorch' and not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend='gloo')
     return cfg
+
+
+def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the options every Runner entry point shares, then parse the command line.
+
+    Adds ``--cfg-options``, ``--launcher`` and the ``--local_rank`` that
+    older launchers pass (exported as ``LOCAL_RANK``).
+
+    Args:
+        parser (ArgumentParser): The tool's parser with its own arguments.
+
+    Returns:
+        Namespace: The parsed arguments.
+    """
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config settings, e.g. train_cfg.max_epochs=10')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher for distributed runs')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args

@@ -102,7 +102,7 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     for loader in _dataloaders(cfg):
         loader.dataset.data_root = settings.data_root
     if settings.img_size:
-        _resize_pipelines(cfg, settings.img_size)
+        resize_pipelines(cfg, settings.img_size)
     if settings.batch_size % settings.processes:
         raise UserError(f'--batch-size {settings.batch_size} does not split evenly over '
                         f'{settings.processes} processes; pick a multiple')
@@ -192,7 +192,7 @@ def _dataloaders(cfg: Config) -> list:
             if cfg.get(name)]
 
 
-def _resize_pipelines(cfg: Config, img_size: int) -> None:
+def resize_pipelines(cfg: Config, img_size: int) -> None:
     """Scale the Resize/crop steps so that the crop is ``img_size`` pixels."""
     for loader in _dataloaders(cfg):
         pipeline = loader.dataset.pipeline

@@ -9,33 +9,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
-TINY_CONFIG_TEMPLATE = """\
-_base_ = [{base!r}]
-max_epochs = {epochs}
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(36, 36)),
-    dict(type='RandomCrop', crop_size=32, padding=2),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(36, 36)),
-    dict(type='CenterCrop', crop_size=32),
-    dict(type='PackInputs'),
-]
-loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
-train_dataloader = dict(
-    **loader, dataset=dict(data_root={data_root!r}, pipeline=train_pipeline))
-val_dataloader = dict(
-    **loader, dataset=dict(data_root={data_root!r}, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-param_scheduler = dict(T_max=max_epochs, end=max_epochs)
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-default_hooks = dict(logger=dict(interval=1))
-{extra}
-"""
 
 
 @pytest.fixture(scope='session')
@@ -61,9 +34,22 @@ def trained_work_dir(tmp_path_factory, demo_root) -> Path:
 
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',
                       base: Optional[Path] = None) -> Path:
-    """Write a config inheriting the demo config at 32 px, batch 8, no workers."""
-    path.write_text(TINY_CONFIG_TEMPLATE.format(
-        base=str(base or TINY_CONFIG), epochs=epochs, data_root=str(data_root), extra=extra))
+    """Write a complete config: the demo config (or ``base``) plus ``extra``, at 32 px,
+    batch 8, no loader workers, ``epochs`` epochs, validating and logging often."""
+    from mmengine.config import Config
+
+    from ktcli.stage_config import resize_pipelines
+    source = path.with_name(f'{path.stem}_source.py')
+    source.write_text(f'_base_ = [{str(base or TINY_CONFIG)!r}]\n{extra}\n')
+    cfg = Config.fromfile(str(source))
+    resize_pipelines(cfg, 32)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.update(batch_size=8, num_workers=0, persistent_workers=False)
+        loader.dataset.data_root = str(data_root)
+    cfg.train_cfg.update(max_epochs=epochs, val_interval=1)
+    cfg.param_scheduler.update(T_max=epochs, end=epochs)
+    cfg.default_hooks.logger.interval = 1
+    cfg.dump(str(path))
     return path
 
 

@@ -4,17 +4,14 @@
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmengine.config import DictAction  # noqa: E402
-
 from ktcli.errors import exit_on_user_error  # noqa: E402
-from ktcli.runner_config import load_config  # noqa: E402
+from ktcli.runner_config import load_config, parse_runner_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,14 +21,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the test log goes '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--out', help='dump the per-sample predictions to this pickle file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config settings')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser)
 
 
 def main() -> None:

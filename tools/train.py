@@ -7,17 +7,14 @@ The work directory is marked as kt's own, so its checkpoints can be resumed
 and used as teachers (see registry_plugins/checkpoint_loading.py).
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmengine.config import DictAction  # noqa: E402
-
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
-from ktcli.runner_config import load_config  # noqa: E402
+from ktcli.runner_config import load_config, parse_runner_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,14 +31,7 @@ def parse_args() -> argparse.Namespace:
                         help='do not evaluate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by the total batch size (base 32)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config settings, e.g. train_cfg.max_epochs=10')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher for distributed training')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser)
 
 
 def main() -> None:

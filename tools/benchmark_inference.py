@@ -1,0 +1,143 @@
+"""Benchmark: the ensemble's inference speed in eager PyTorch, TorchScript and ONNX Runtime.
+
+    python tools/benchmark_inference.py WORK_DIR [--models 1,2,3] [--img-size N]
+        [--iters 10] [--warmup 2] [--threads N] [--batch-sizes 1 16]
+    python tools/benchmark_inference.py --config configs/kt/resnet50_kt_cub.py --members 5
+        --img-size 448 --iters 3
+
+Builds the ensemble (fused probabilities only, softmax fusion) from a work dir's stages, or
+from N untrained members of a config (synthetic mode: no training, no pretrained download),
+exports it into a temporary folder as TorchScript and ONNX, and times the three engines on
+this machine in one run, on the same random normalised batches: the eager ensemble (a
+Python loop over the members), the TorchScript file (torch.jit.load) and the ONNX file on
+onnxruntime's CPU provider. Each engine gets ``--warmup`` untimed and ``--iters`` timed
+calls per batch size; the table shows the median latency per call, images/s
+(batch / median) and the throughput ratio to eager, plus the largest difference of each
+engine's probabilities from eager.
+"""
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, List
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from ktcli.ensemble_module import (StageEnsemble, assemble_ensemble,  # noqa: E402
+                                   load_work_dir_ensemble)
+from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
+from ktcli.export import ensemble_metadata, write_model  # noqa: E402
+from ktcli.export_verifier import ExportedModel, torch_runner  # noqa: E402
+from ktcli.work_dir_stages import parse_models  # noqa: E402
+
+ENGINES = (('eager', None), ('TorchScript', 'torchscript'), ('ONNX Runtime', 'onnx'))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Time the ensemble in eager PyTorch, TorchScript and ONNX Runtime.')
+    parser.add_argument('work_dir', nargs='?', type=Path, help='a work dir written by kt train')
+    parser.add_argument('--models', help='stages of the work dir, e.g. 1,2,3 (default: all)')
+    parser.add_argument('--config', type=Path,
+                        help='synthetic mode: build --members untrained members of this config')
+    parser.add_argument('--members', type=int, default=5, help='members in synthetic mode')
+    parser.add_argument('--img-size', type=int,
+                        help="input side in pixels (default: the config's test crop)")
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 16])
+    parser.add_argument('--iters', type=int, default=10, help='timed calls per engine and batch')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed calls first (TorchScript optimises on its second call)')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads(),
+                        help='intra-op threads of every engine (default: torch\'s)')
+    args = parser.parse_args()
+    if (args.work_dir is None) == (args.config is None):
+        parser.error('pass either a WORK_DIR or --config (synthetic mode)')
+    return args
+
+
+def synthetic_ensemble(config: Path, members: int) -> StageEnsemble:
+    """``members`` untrained models of ``config`` (constructor initialisation, no download)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from registry_plugins import build_model_from_config
+
+    if not config.is_file():
+        raise UserError(f'config {config} does not exist; the shipped ones are under configs/kt/')
+    cfg = Config.fromfile(str(config))
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    models = []
+    for seed in range(members):
+        torch.manual_seed(seed)
+        models.append(build_model_from_config(cfg))
+    return assemble_ensemble(models, [cfg] * members, list(range(1, members + 1)),
+                             ['untrained'] * members)
+
+
+def median_seconds(run: Callable, inputs: np.ndarray, warmup: int, iters: int) -> float:
+    """The median wall time of ``iters`` calls of ``run(inputs)`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        run(inputs)
+    times: List[float] = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        run(inputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    if args.work_dir is not None:
+        ensemble = load_work_dir_ensemble(args.work_dir, parse_models(args.models))
+        source = f'{args.work_dir}, stages {",".join(map(str, ensemble.indices))}'
+    else:
+        ensemble = synthetic_ensemble(args.config, args.members)
+        source = f'{args.members} untrained x {args.config.name}'
+    height, width = (args.img_size, args.img_size) if args.img_size else \
+        ensemble.preprocessing.input_size
+    rng = np.random.default_rng(0)
+    batches = {size: rng.standard_normal((size, 3, height, width), dtype=np.float32)
+               for size in args.batch_sizes}
+
+    with tempfile.TemporaryDirectory(prefix='kt_benchmark_') as folder:
+        runners = {}
+        for name, model_format in ENGINES:
+            if model_format is None:
+                runners[name] = torch_runner(ensemble.module)
+                continue
+            path = Path(folder) / f'ensemble.{"pt" if model_format == "torchscript" else "onnx"}'
+            write_model(ensemble.module, torch.from_numpy(batches[max(batches)][:2]), path,
+                        ensemble_metadata(ensemble, model_format), model_format)
+            runners[name] = ExportedModel(path, threads=args.threads)
+        reference = {size: runners['eager'](inputs)[0] for size, inputs in batches.items()}
+        rows = []
+        for size, inputs in batches.items():
+            for name, run in runners.items():
+                seconds = median_seconds(run, inputs, args.warmup, args.iters)
+                difference = float(np.abs(run(inputs)[0] - reference[size]).max())
+                rows.append((name, size, seconds, difference))
+
+    eager = {size: seconds for name, size, seconds, _ in rows if name == 'eager'}
+    table = Table(title=f'{source}: {len(ensemble.indices)} members, {height} x {width} px, '
+                  f'{args.threads} threads, median of {args.iters} calls')
+    for column in ('engine', 'batch', 'ms / call', 'images/s', 'x eager', 'max |Δp| vs eager'):
+        table.add_column(column, justify='right')
+    for name, size, seconds, difference in rows:
+        table.add_row(name, str(size), f'{seconds * 1000:.1f}', f'{size / seconds:.1f}',
+                      f'{eager[size] / seconds:.2f}', f'{difference:.1e}')
+    Console().print(table)
+
+
+if __name__ == '__main__':
+    with exit_on_user_error():
+        main()
