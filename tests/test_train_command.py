@@ -63,6 +63,9 @@ def test_two_stages_train_score_and_record_results(two_stages):
         assert 0 <= result['top1'] <= 100 and 0 <= result['ensemble_top1'] <= 100
     # Stage 1 alone is its own ensemble.
     assert results[0]['top1'] == results[0]['ensemble_top1']
+    # The visual backend (here mmengine's local one) records both losses and the accuracy.
+    scalars = next(stage2.glob('*/vis_data/scalars.json')).read_text()
+    assert all(key in scalars for key in ('"loss_ce"', '"loss_or"', '"accuracy/top1"'))
 
 
 def test_extending_to_three_trains_exactly_one_more_stage(two_stages, demo_root):
