@@ -147,13 +147,14 @@ class SequenceTrainer:
         stage.dir.mkdir(parents=True, exist_ok=True)
         if not stage.config_path.is_file():
             stage.cfg.dump(str(stage.config_path))
-        record = self.manifest.stage(stage.digest) or {}
+        # Time spent in earlier, interrupted sessions of this stage.
+        earlier_seconds = (self.manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
         self.manifest.update(
             stage.digest, index=stage.index, status='running',
             dir=os.path.relpath(stage.dir, self.work_dir),
             config=os.path.relpath(stage.config_path, self.work_dir),
             checkpoint=os.path.relpath(stage.checkpoint, self.work_dir),
-            train_seconds=record.get('train_seconds', 0.0))
+            train_seconds=earlier_seconds)
         command = train_command(stage.config_path, stage.dir, self.settings.processes,
                                 self.launcher, self.srun_args)
         epochs = stage.cfg.train_cfg.max_epochs
@@ -177,8 +178,8 @@ class SequenceTrainer:
             try:
                 code, tail = run_stage(command, show, on_line)
             finally:
-                self.manifest.update(stage.digest, train_seconds=record.get('train_seconds', 0.0)
-                                     + time.monotonic() - started)
+                self.manifest.update(stage.digest,
+                                     train_seconds=earlier_seconds + time.monotonic() - started)
         if code != 0 or not stage.checkpoint.is_file():
             reason = failure_reason(tail)
             raise UserError(f'stage {stage.index} failed (exit code {code}): {reason}; its logs '
