@@ -73,3 +73,9 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def require_gpu(option: str) -> None:
+    """Refuse ``option`` (mixed precision) on a machine without CUDA."""
+    if not torch.cuda.is_available():
+        raise UserError(f'{option} needs a GPU (mixed precision runs on CUDA); drop it here')

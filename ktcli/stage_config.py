@@ -10,6 +10,7 @@ from mmengine.config import Config
 
 from .dataset_specs import dataset_spec
 from .errors import UserError
+from .runner_config import require_gpu
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / 'configs'
 MODEL_CONFIGS = CONFIG_ROOT / '_base_' / 'models'
@@ -57,6 +58,7 @@ class TrainSettings:
     img_size: Optional[int] = None
     seed: int = 0
     pretrained: str = 'default'
+    amp: bool = False
     processes: int = 1
     num_classes: Optional[int] = None
     cfg_options: Tuple[Tuple[str, object], ...] = ()
@@ -108,6 +110,9 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
                         f'{settings.processes} processes; pick a multiple')
     cfg.train_dataloader.batch_size = settings.batch_size // settings.processes
 
+    if settings.amp:
+        require_gpu('--amp')
+        cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
     pretrained = _set_pretrained(cfg, settings.pretrained)
     cfg.optim_wrapper.optimizer.lr = settings.lr
     cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult = (

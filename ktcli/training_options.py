@@ -44,6 +44,7 @@ def _options_template(
         None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).'),
     pretrained: str = typer.Option(
         'default', help='Backbone initialisation: default (ImageNet), none, a file or a URL.'),
+    amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).'),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
         '(default: work_dirs/<backbone>_<dataset>).'),
@@ -76,6 +77,7 @@ class TrainingOptions:
     lr: float
     img_size: Optional[int]
     pretrained: str
+    amp: bool
     work_dir: Optional[Path]
     gpus: int
     launcher: Launcher
@@ -111,7 +113,7 @@ class TrainingOptions:
             dataset=spec.name, data_root=str(data_root), backbone=self.backbone, alpha=alpha,
             weighting=self.weighting.value, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, img_size=self.img_size, seed=seed, pretrained=self.pretrained,
-            processes=self.gpus,
+            amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
             vis_backends=tuple(self.vis_backend))

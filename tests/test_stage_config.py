@@ -102,3 +102,13 @@ def test_cfg_options_are_parsed_like_mmengine():
     assert parse_cfg_options(['a.b=1', 'c=[1,2]', 'd=x']) == {'a.b': 1, 'c': [1, 2], 'd': 'x'}
     with pytest.raises(UserError, match='KEY=VALUE'):
         parse_cfg_options(['novalue'])
+
+
+def test_amp_selects_mmengine_amp_wrapper_and_needs_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(UserError, match='--amp needs a GPU'):
+        compose_stage_config(settings(amp=True), [], WORK)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = compose_stage_config(settings(amp=True), [], WORK)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert digest(settings(amp=True)) != digest(settings())

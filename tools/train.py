@@ -14,7 +14,7 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
-from ktcli.runner_config import load_config, parse_runner_args  # noqa: E402
+from ktcli.runner_config import load_config, parse_runner_args, require_gpu  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +43,7 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.amp:
+        require_gpu('--amp')
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
             raise UserError('--amp needs the plain OptimWrapper in optim_wrapper')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
