@@ -5,6 +5,8 @@ from . import __version__
 from .ablate_command import ablate_app
 from .data_commands import data_app
 from .ensemble_command import ensemble
+from .export_command import export
+from .predict_command import predict
 from .train_command import train
 from .visualize_command import visualize
 
@@ -17,6 +19,8 @@ app = typer.Typer(
 app.command()(train)
 app.command()(ensemble)
 app.command()(visualize)
+app.command()(export)
+app.command()(predict)
 app.add_typer(data_app, name='data', help='Make, download and check datasets.')
 app.add_typer(ablate_app, name='ablate')
 

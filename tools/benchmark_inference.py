@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -82,16 +82,21 @@ def synthetic_ensemble(config: Path, members: int) -> StageEnsemble:
                              ['untrained'] * members)
 
 
-def median_seconds(run: Callable, inputs: np.ndarray, warmup: int, iters: int) -> float:
-    """The median wall time of ``iters`` calls of ``run(inputs)`` after ``warmup`` calls."""
+def timed_runs(run: Callable, inputs: np.ndarray, warmup: int,
+               iters: int) -> Tuple[float, List[np.ndarray]]:
+    """Time ``iters`` calls of ``run(inputs)`` after ``warmup`` untimed ones.
+
+    Returns:
+        tuple: The median seconds per call and the last call's outputs.
+    """
     for _ in range(warmup):
         run(inputs)
     times: List[float] = []
     for _ in range(iters):
         start = time.perf_counter()
-        run(inputs)
+        outputs = run(inputs)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), outputs
 
 
 def main() -> None:
@@ -119,17 +124,18 @@ def main() -> None:
             write_model(ensemble.module, torch.from_numpy(batches[max(batches)][:2]), path,
                         ensemble_metadata(ensemble, model_format), model_format)
             runners[name] = ExportedModel(path, threads=args.threads)
-        reference = {size: runners['eager'](inputs)[0] for size, inputs in batches.items()}
         rows = []
         for size, inputs in batches.items():
             for name, run in runners.items():
-                seconds = median_seconds(run, inputs, args.warmup, args.iters)
-                difference = float(np.abs(run(inputs)[0] - reference[size]).max())
-                rows.append((name, size, seconds, difference))
+                seconds, outputs = timed_runs(run, inputs, args.warmup, args.iters)
+                if name == 'eager':  # the first engine: the others are compared with it
+                    reference = outputs[0]
+                rows.append((name, size, seconds, float(np.abs(outputs[0] - reference).max())))
 
     eager = {size: seconds for name, size, seconds, _ in rows if name == 'eager'}
+    threads = f'{args.threads} thread{"s" if args.threads > 1 else ""}'
     table = Table(title=f'{source}: {len(ensemble.indices)} members, {height} x {width} px, '
-                  f'{args.threads} threads, median of {args.iters} calls')
+                  f'{threads}, median of {args.iters} calls')
     for column in ('engine', 'batch', 'ms / call', 'images/s', 'x eager', 'max |Δp| vs eager'):
         table.add_column(column, justify='right')
     for name, size, seconds, difference in rows:
