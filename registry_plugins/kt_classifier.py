@@ -127,15 +127,16 @@ class KTClassifier(ImageClassifier):
             dict[str, Tensor]: ``loss_ce`` (the head's loss), any other head
             outputs, and ``loss_or`` when there are teachers.
         """
+        # Teachers first: the student's activations are then still warm in the
+        # caches when its backward pass starts.
+        teacher_maps = self.teacher_attention_maps(inputs) if self._teachers else []
         feats = self.backbone(inputs)
         neck_feats = self.neck(feats) if self.with_neck else feats
         losses = {
             'loss_ce' if name == 'loss' else name: value
             for name, value in self.head.loss(neck_feats, data_samples).items()
         }
-        if self._teachers:
+        if teacher_maps:
             losses['loss_or'] = self.or_loss(
-                self.attention(feats[-1]),
-                self.teacher_attention_maps(inputs),
-                ce_loss=losses['loss_ce'])
+                self.attention(feats[-1]), teacher_maps, ce_loss=losses['loss_ce'])
         return losses
