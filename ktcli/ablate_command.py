@@ -40,14 +40,13 @@ def cell(values: Sequence[float]) -> str:
 
 def announce(console: Console, trainers: list) -> None:
     """Say how many stage trainings the planned sequences need and how many are reused."""
-    digests, to_train = set(), set()
-    for trainer, n, independent in trainers:
-        for stage in trainer.plan(n, independent):
-            digests.add(stage.digest)
-            if not trainer.manifest.is_done(stage.digest):
-                to_train.add(stage.digest)
-    console.print(f'[bold]{len(digests)} distinct stages[/]: {len(digests) - len(to_train)} '
-                  f'reused, {len(to_train)} stage trainings to run')
+    stages = [stage for trainer, n, independent in trainers
+              for stage in trainer.plan(n, independent)]
+    total = len({stage.digest for stage in stages})
+    # The trainers share one work dir, hence one manifest.
+    to_train = trainers[0][0].count_to_train(stages)
+    console.print(f'[bold]{total} distinct stages[/]: {total - to_train} '
+                  f'reused, {to_train} stage trainings to run')
 
 
 @ablate_app.command('alpha')
