@@ -2,13 +2,13 @@
 import typer
 
 from . import __version__
-from .ablate_command import ablate_app
-from .data_commands import data_app
-from .ensemble_command import ensemble
-from .export_command import export
-from .predict_command import predict
-from .train_command import train
-from .visualize_command import visualize
+from .commands.ablate import ablate_app
+from .commands.data import data_app
+from .commands.ensemble import ensemble
+from .commands.export import export
+from .commands.predict import predict
+from .commands.train import train
+from .commands.visualize import visualize
 
 app = typer.Typer(
     help='Knowledge-transfer fine-grained visual classification: train a sequence of '

@@ -11,8 +11,14 @@ import warnings
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 from .bn_mlp_cls_head import BNMLPClsHead
-from .checkpoint_loading import (CheckpointError, UntrustedCheckpointError, is_kt_checkpoint,
-                                 load_checkpoint_file, mark_work_dir, resolve_checkpoint)
+from .checkpoint_loading import (
+                                 CheckpointError,
+                                 UntrustedCheckpointError,
+                                 is_kt_checkpoint,
+                                 load_checkpoint_file,
+                                 mark_work_dir,
+                                 resolve_checkpoint,
+)
 from .global_max_pooling import GlobalMaxPooling
 from .kt_classifier import KTClassifier
 from .orthogonal_loss import OrthogonalLoss, orthogonal_loss

@@ -14,7 +14,7 @@ TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory) -> Path:
     """60 train / 40 test demo images at 40 px."""
-    from ktcli.demo_data import make_demo_dataset
+    from ktcli.data.demo import make_demo_dataset
     root = tmp_path_factory.mktemp('data') / 'kt_demo'
     return make_demo_dataset(root, seed=0, img_size=40, train_per_class=3, test_per_class=2)
 
@@ -38,7 +38,7 @@ def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str =
     batch 8, no loader workers, ``epochs`` epochs, validating and logging often."""
     from mmengine.config import Config
 
-    from ktcli.stage_config import resize_pipelines
+    from ktcli.stages.stage_config import resize_pipelines
     source = path.with_name(f'{path.stem}_source.py')
     source.write_text(f'_base_ = [{str(base or TINY_CONFIG)!r}]\n{extra}\n')
     cfg = Config.fromfile(str(source))

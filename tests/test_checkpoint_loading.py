@@ -5,8 +5,14 @@ import pytest
 import torch
 from mmengine.runner import CheckpointLoader
 
-from registry_plugins import (CheckpointError, UntrustedCheckpointError, is_kt_checkpoint,
-                              load_checkpoint_file, mark_work_dir, resolve_checkpoint)
+from registry_plugins import (
+    CheckpointError,
+    UntrustedCheckpointError,
+    is_kt_checkpoint,
+    load_checkpoint_file,
+    mark_work_dir,
+    resolve_checkpoint,
+)
 
 # Like mmengine's message hub: an object only a full unpickle can restore.
 Record = collections.namedtuple('Record', 'value')

@@ -1,4 +1,4 @@
-"""Tests of ``kt data demo | download | check`` (ktcli.data_commands and its modules)."""
+"""Tests of ``kt data demo | download | check`` (ktcli.commands.data and its modules)."""
 import hashlib
 import re
 import shutil
@@ -14,9 +14,9 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from ktcli.data_check import check_layout
-from ktcli.data_commands import data_app
-from ktcli.demo_data import make_demo_dataset
+from ktcli.commands.data import data_app
+from ktcli.data.check import check_layout
+from ktcli.data.demo import make_demo_dataset
 from ktcli.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_check_layout_of_a_missing_root_names_the_download_command(tmp_path: Pat
 
 
 def test_check_layout_accepts_a_good_root_without_importing_torch(tiny_demo: Path) -> None:
-    code = ('import sys; from ktcli.data_check import check_layout; '
+    code = ('import sys; from ktcli.data.check import check_layout; '
             f'print(check_layout("demo", {str(tiny_demo)!r})); '
             'assert "torch" not in sys.modules and "mmpretrain" not in sys.modules')
 

@@ -1,4 +1,4 @@
-"""Tests of the built-in demo dataset generator (ktcli.demo_data)."""
+"""Tests of the built-in demo dataset generator (ktcli.data.demo)."""
 import itertools
 import os
 from pathlib import Path
@@ -7,8 +7,13 @@ import pytest
 from mmengine import Config
 from PIL import Image
 
-from ktcli.demo_data import (DEMO_CLASSES, MANIFEST_NAME, PART_VALUES, make_demo_dataset,
-                             species_parts)
+from ktcli.data.demo import (
+    DEMO_CLASSES,
+    MANIFEST_NAME,
+    PART_VALUES,
+    make_demo_dataset,
+    species_parts,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(img_size=48, train_per_class=4, test_per_class=3)

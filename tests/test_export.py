@@ -19,7 +19,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ktcli.export_command import export
+from ktcli.commands.export import export
 
 from .conftest import REPO
 
@@ -40,8 +40,8 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     import torch
     from mmengine.config import Config
 
-    from ktcli.manifest import Manifest
-    from ktcli.work_dir_stages import trained_stages
+    from ktcli.stages.manifest import Manifest
+    from ktcli.stages.work_dir import trained_stages
     from registry_plugins import build_model_from_config
 
     manifest = Manifest(work_dir)
@@ -108,7 +108,7 @@ def exported(three_members) -> Dict[str, Path]:
 
 
 def read_back(path: Path) -> dict:
-    from ktcli.export_verifier import ExportedModel
+    from ktcli.deployment.export_verifier import ExportedModel
     return ExportedModel(path).metadata
 
 
@@ -126,8 +126,8 @@ def test_export_is_checked_in_a_fresh_process_at_batch_5_and_1(exported, model_f
 @pytest.mark.parametrize('model_format', ['onnx', 'torchscript'])
 def test_metadata_round_trips(exported, three_members, model_format):
     from ktcli import __version__
-    from ktcli.demo_data import DEMO_CLASSES
-    from ktcli.manifest import Manifest
+    from ktcli.data.demo import DEMO_CLASSES
+    from ktcli.stages.manifest import Manifest
 
     metadata = read_back(exported[model_format])
     assert metadata['kt_version'] == __version__
@@ -151,8 +151,8 @@ def test_metadata_round_trips(exported, three_members, model_format):
 @pytest.mark.parametrize('model_format', ['onnx', 'torchscript'])
 def test_exported_file_matches_the_eager_ensemble_at_any_batch_size(exported, three_members,
                                                                     model_format):
-    from ktcli.ensemble_module import load_work_dir_ensemble
-    from ktcli.export_verifier import ExportedModel, to_model_input, torch_runner
+    from ktcli.deployment.ensemble_module import load_work_dir_ensemble
+    from ktcli.deployment.export_verifier import ExportedModel, to_model_input, torch_runner
 
     model = ExportedModel(exported[model_format])
     metadata = model.metadata
@@ -175,8 +175,8 @@ def test_a_tampered_file_fails_its_check_and_is_removed(exported, three_members,
     import onnx
     from onnx import numpy_helper
 
-    from ktcli.ensemble_module import load_work_dir_ensemble
-    from ktcli.export import ExportCheckError, check_batches, verify_export
+    from ktcli.deployment.ensemble_module import load_work_dir_ensemble
+    from ktcli.deployment.export import ExportCheckError, check_batches, verify_export
 
     path = tmp_path / 'tampered.onnx'
     model = onnx.load(str(exported['onnx']))
@@ -198,8 +198,13 @@ def test_a_tampered_file_fails_its_check_and_is_removed(exported, three_members,
 
 
 def test_a_file_that_does_not_load_fails_its_check(three_members, tmp_path):
-    from ktcli.ensemble_module import load_work_dir_ensemble
-    from ktcli.export import ExportCheckError, check_batches, ensemble_metadata, verify_export
+    from ktcli.deployment.ensemble_module import load_work_dir_ensemble
+    from ktcli.deployment.export import (
+        ExportCheckError,
+        check_batches,
+        ensemble_metadata,
+        verify_export,
+    )
 
     ensemble = load_work_dir_ensemble(three_members, models=[1])
     metadata = ensemble_metadata(ensemble, 'onnx')
@@ -224,9 +229,9 @@ def test_a_missing_work_dir_is_one_clear_line(tmp_path):
 def test_members_that_cannot_share_an_input_are_refused(three_members, tmp_path):
     from mmengine.config import Config
 
-    from ktcli.ensemble_module import assemble_ensemble
+    from ktcli.deployment.ensemble_module import assemble_ensemble
     from ktcli.errors import UserError
-    from ktcli.work_dir_stages import trained_stages
+    from ktcli.stages.work_dir import trained_stages
     from registry_plugins import build_model_from_config
 
     config = trained_stages(three_members, [1])[0].config

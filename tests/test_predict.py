@@ -9,7 +9,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from ktcli.predict_command import predict
+from ktcli.commands.predict import predict
 
 from .test_export import exported_files, three_member_work_dir
 
@@ -108,8 +108,8 @@ def test_tables_and_no_readable_image(exported, tmp_path, image_folder):
 def test_attention_out_needs_attention_outputs(three_members, tmp_path, image_folder):
     import torch
 
-    from ktcli.ensemble_module import load_work_dir_ensemble
-    from ktcli.export import ensemble_metadata, write_model
+    from ktcli.deployment.ensemble_module import load_work_dir_ensemble
+    from ktcli.deployment.export import ensemble_metadata, write_model
 
     path = tmp_path / 'plain.pt'
     ensemble = load_work_dir_ensemble(three_members, models=[1])
@@ -126,8 +126,8 @@ def test_preparation_reproduces_the_test_pipeline(three_members, demo_root):
     from mmengine.config import Config
     from mmpretrain.registry import DATASETS
 
-    from ktcli.predict_command import fit_to_input
-    from ktcli.work_dir_stages import trained_stages
+    from ktcli.commands.predict import fit_to_input
+    from ktcli.stages.work_dir import trained_stages
 
     cfg = Config.fromfile(str(trained_stages(three_members, [1])[0].config))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -142,7 +142,7 @@ def test_preparation_reproduces_the_test_pipeline(three_members, demo_root):
 
 
 def test_overlay_attention():
-    from ktcli.attention_overlay import attention_strip, overlay_attention
+    from ktcli.reports.attention_overlay import attention_strip, overlay_attention
 
     image = np.full((20, 30, 3), 100, dtype=np.uint8)
     attention = np.arange(6, dtype=np.float32).reshape(2, 3)

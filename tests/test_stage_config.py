@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from ktcli.errors import UserError
-from ktcli.stage_config import (Teacher, TrainSettings, compose_stage_config,
-                                parse_cfg_options, stage_digest)
+from ktcli.stages.stage_config import (
+    Teacher,
+    TrainSettings,
+    compose_stage_config,
+    parse_cfg_options,
+    stage_digest,
+)
 
 WORK = Path('/tmp/kt-stage-config-test')
 

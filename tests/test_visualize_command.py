@@ -2,8 +2,8 @@
 from PIL import Image
 from typer.testing import CliRunner
 
+from ktcli.commands.visualize import CELL, TITLE
 from ktcli.main import app
-from ktcli.visualize_command import CELL, TITLE
 
 
 def test_grid_has_one_row_per_image_and_a_column_per_stage(trained_work_dir, tmp_path):

@@ -31,12 +31,15 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ktcli.ensemble_module import (StageEnsemble, assemble_ensemble,  # noqa: E402
-                                   load_work_dir_ensemble)
+from ktcli.deployment.ensemble_module import (  # noqa: E402
+    StageEnsemble,
+    assemble_ensemble,
+    load_work_dir_ensemble,
+)
+from ktcli.deployment.export import ensemble_metadata, write_model  # noqa: E402
+from ktcli.deployment.export_verifier import ExportedModel, torch_runner  # noqa: E402
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
-from ktcli.export import ensemble_metadata, write_model  # noqa: E402
-from ktcli.export_verifier import ExportedModel, torch_runner  # noqa: E402
-from ktcli.work_dir_stages import parse_models  # noqa: E402
+from ktcli.stages.work_dir import parse_models  # noqa: E402
 
 ENGINES = (('eager', None), ('TorchScript', 'torchscript'), ('ONNX Runtime', 'onnx'))
 

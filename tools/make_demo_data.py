@@ -12,7 +12,7 @@ from pathlib import Path
 if importlib.util.find_spec('ktcli') is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ktcli.demo_data import DEMO_CLASSES, make_demo_dataset  # noqa: E402
+from ktcli.data.demo import DEMO_CLASSES, make_demo_dataset  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
-from ktcli.runner_config import load_config, parse_runner_args, require_gpu  # noqa: E402
+from ktcli.stages.runner_config import load_config, parse_runner_args, require_gpu  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

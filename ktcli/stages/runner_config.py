@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def load_config(config: str,

@@ -5,7 +5,7 @@
 has just written, so that nothing of the exporting process (modules, registries, caches)
 can help the file along::
 
-    python -m ktcli.export_verifier MODEL INPUTS.npz OUTPUTS.npz [--device cpu]
+    python -m ktcli.deployment.export_verifier MODEL INPUTS.npz OUTPUTS.npz [--device cpu]
 
 loads MODEL, runs it on every array of INPUTS and writes to OUTPUTS, for each input
 ``NAME``, its outputs ``NAME/0``, ``NAME/1``, ... and the metadata read back from the file

@@ -6,8 +6,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from .errors import UserError, exit_on_user_error
-from .work_dir_stages import parse_models, trained_stages
+from ..errors import UserError, exit_on_user_error
+from ..stages.work_dir import parse_models, trained_stages
 
 CELL = 192
 TITLE = 28
@@ -48,7 +48,7 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
 
     from registry_plugins import load_trained_model
 
-    from .attention_overlay import overlay_attention
+    from ..reports.attention_overlay import overlay_attention
 
     cfg = Config.fromfile(str(stages[0].config))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))

@@ -11,12 +11,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from registry_plugins.checkpoint_loading import mark_work_dir
 
-from .ensemble_report import ensemble_rows
-from .errors import UserError
+from ..errors import UserError
+from ..reports.ensemble_figures import ensemble_rows
+from ..reports.test_outputs import cached_test_outputs
+from .launcher import TrainProgress, failure_reason, run_stage, train_command
 from .manifest import Manifest
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
-from .stage_launcher import TrainProgress, failure_reason, run_stage, train_command
-from .test_outputs import cached_test_outputs
 
 STAGES_DIR = 'stages'
 

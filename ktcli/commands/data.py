@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .data_check import DatasetSummary, summarise_dataset
-from .data_download import download_dataset
-from .dataset_specs import DATASETS
-from .errors import UserError, exit_on_user_error
+from ..data.check import DatasetSummary, summarise_dataset
+from ..data.download import download_dataset
+from ..data.specs import DATASETS
+from ..errors import UserError, exit_on_user_error
 
 # The unreadable images an error line lists before "and N more".
 LISTED_UNREADABLE = 3
@@ -39,7 +39,7 @@ def demo(
 ) -> None:
     """Write the synthetic demo dataset: 20 species in CUB-200-2011's layout."""
     with exit_on_user_error():
-        from .demo_data import DEMO_CLASSES, make_demo_dataset
+        from ..data.demo import DEMO_CLASSES, make_demo_dataset
         start = time.perf_counter()
         path = make_demo_dataset(out, seed=seed, img_size=img_size,
                                  train_per_class=train_per_class, test_per_class=test_per_class)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .dataset_specs import DatasetSpec, dataset_spec
-from .errors import UserError, first_line
+from ..errors import UserError, first_line
+from .specs import DatasetSpec, dataset_spec
 
 if TYPE_CHECKING:
     from mmpretrain.datasets import BaseDataset
@@ -239,7 +239,7 @@ def _build_split(name: str, root: Path, split: str,
     if name == 'cub':
         return CUB(data_root=data_root, split=split)
     if name == 'demo':
-        from .demo_data import DEMO_CLASSES
+        from .demo import DEMO_CLASSES
         return CUB(data_root=data_root, split=split, metainfo=dict(classes=list(DEMO_CLASSES)))
     if name == 'car':
         return StanfordCars(data_root=data_root, split=split)

@@ -17,13 +17,19 @@ from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from . import __version__
-from .data_check import layout_problem
-from .dataset_specs import dataset_spec
-from .errors import UserError, first_line
+from .. import __version__
+from ..errors import UserError, first_line
+from .check import layout_problem
+from .specs import dataset_spec
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import UserError
+from ..errors import UserError
 from .manifest import MANIFEST_NAME, Manifest
 
 

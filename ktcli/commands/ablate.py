@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError, exit_on_user_error
+from ..errors import UserError, exit_on_user_error
 from .training_options import TrainingOptions, with_training_options
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
@@ -88,7 +88,7 @@ def ablate_alpha(
             table.add_row(label, *[cell(figures[alpha][key]) for alpha in alphas])
         console.print(table)
 
-        from .ablation_plots import plot_curves
+        from ..reports.ablation_plots import plot_curves
         trainer_dir = runs[0][2].work_dir
         write_json(trainer_dir / 'ablate_alpha.json', dict(n=n, seeds=seed_list, alphas=alphas,
                                                            figures=figures))
@@ -144,7 +144,7 @@ def ablate_n(
                           f'Base {statistics.mean(overlaps["base"]):.4f}, '
                           f'Ours {statistics.mean(overlaps["ours"]):.4f}')
 
-        from .ablation_plots import plot_curves
+        from ..reports.ablation_plots import plot_curves
         trainer_dir = runs[0].work_dir
         write_json(trainer_dir / 'ablate_n.json', dict(alpha=alpha, seeds=seed_list,
                                                        rows=rows, or_overlap=overlaps))

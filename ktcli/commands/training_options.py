@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 import typer
 from rich.console import Console
 
-from .dataset_specs import DATASETS, DatasetSpec, dataset_spec
+from ..data.specs import DATASETS, DatasetSpec, dataset_spec
 
 DatasetName = Enum('DatasetName', {name: name for name in DATASETS}, type=str)
 
@@ -98,15 +98,15 @@ class TrainingOptions:
         spec = self.spec()
         root = Path(self.data_root or spec.default_root)
         if spec.name == 'demo' and not root.exists():
-            from .demo_data import make_demo_dataset
+            from ..data.demo import make_demo_dataset
             console.print(f'writing the demo dataset to {root}')
             make_demo_dataset(root)
-        from .data_check import check_layout
+        from ..data.check import check_layout
         return check_layout(spec.name, root)
 
     def settings(self, data_root: Path, alpha: float, seed: int):
         """The :class:`TrainSettings` of a sequence with this alpha and seed."""
-        from .stage_config import TrainSettings, parse_cfg_options
+        from ..stages.stage_config import TrainSettings, parse_cfg_options
         spec = self.spec()
         return TrainSettings(
             dataset=spec.name, data_root=str(data_root), backbone=self.backbone, alpha=alpha,
@@ -119,7 +119,7 @@ class TrainingOptions:
 
     def trainer(self, work_dir: Path, settings, console: Console):
         """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``."""
-        from .sequence import SequenceTrainer
+        from ..stages.sequence import SequenceTrainer
         launcher = self.launcher
         if launcher == Launcher.none and self.gpus > 1:
             launcher = Launcher.pytorch

@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from .ensemble_report import FUSIONS, fuse
-from .errors import UserError
-from .work_dir_stages import trained_stages
+from ..errors import UserError
+from ..reports.ensemble_figures import FUSIONS, fuse
+from ..stages.work_dir import trained_stages
 
 # mmcv's names for the interpolation of its Resize transform.
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
@@ -27,7 +27,7 @@ def fused_probabilities(logits: Sequence[torch.Tensor], fusion: str) -> torch.Te
         logits (Sequence[Tensor]): Each member's logits (B, classes).
         fusion (str): ``'softmax'``: the mean of the members' softmaxes (what
             ``kt train`` scores); ``'logits'``: the softmax of the summed
-            logits (the authors' fusion). See :func:`ktcli.ensemble_report.fuse`.
+            logits (the authors' fusion). See :func:`ktcli.reports.ensemble_figures.fuse`.
 
     Returns:
         Tensor: Probabilities (B, classes).

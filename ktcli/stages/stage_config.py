@@ -8,11 +8,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .dataset_specs import dataset_spec
-from .errors import UserError
+from .. import PROJECT_ROOT
+from ..data.specs import dataset_spec
+from ..errors import UserError
 from .runner_config import require_gpu
 
-CONFIG_ROOT = Path(__file__).resolve().parents[1] / 'configs'
+CONFIG_ROOT = PROJECT_ROOT / 'configs'
 MODEL_CONFIGS = CONFIG_ROOT / '_base_' / 'models'
 BACKBONE_ALIASES = {'vgg16': 'vgg16bn'}
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.

@@ -1,10 +1,10 @@
 """Write an ensemble to one ONNX or TorchScript file and prove, in a fresh process, that it works.
 
-The file holds the whole :class:`~ktcli.ensemble_module.EnsembleModule` (all members and the
-fusion) with a dynamic batch axis, plus one JSON blob of metadata (``kt.json``: input size,
+The file holds the whole :class:`~ktcli.deployment.ensemble_module.EnsembleModule` (all members
+and the fusion) with a dynamic batch axis, plus one JSON blob of metadata (``kt.json``: input size,
 normalisation, channel order, class names, stages, fusion, outputs) as an ONNX
 ``metadata_props`` entry or a TorchScript extra file. After writing, ``python -m
-ktcli.export_verifier`` loads it in a new process and runs it on the first test images
+ktcli.deployment.export_verifier`` loads it in a new process and runs it on the first test images
 (random images when the test split cannot be read) at the chosen batch size and at batch 1;
 its outputs must match the eager ensemble's. A file that fails is deleted.
 """
@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import __version__
+from .. import PROJECT_ROOT, __version__
+from ..errors import UserError
 from .ensemble_module import EnsembleModule, StageEnsemble
-from .errors import UserError
 from .export_verifier import METADATA_KEY, to_model_input
 
 ONNX_OPSET = 18
@@ -32,7 +32,6 @@ SUFFIXES = {'onnx': '.onnx', 'torchscript': '.pt'}
 # The fp32 check: largest allowed difference from the eager ensemble.
 PROBABILITY_TOLERANCE = 1e-4
 ATTENTION_TOLERANCE = 1e-3
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ExportCheckError(UserError):
@@ -228,9 +227,9 @@ def _run_fresh(path: Path, batches: Dict[str, np.ndarray],
         inputs, results = Path(folder) / 'inputs.npz', Path(folder) / 'outputs.npz'
         np.savez(inputs, **batches)
         process = subprocess.run(
-            [sys.executable, '-m', 'ktcli.export_verifier', str(path), str(inputs),
+            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(path), str(inputs),
              str(results), '--device', device],
-            capture_output=True, text=True, cwd=PACKAGE_ROOT)
+            capture_output=True, text=True, cwd=PROJECT_ROOT)
         if process.returncode != 0:
             lines = process.stderr.strip().splitlines()
             raise ExportCheckError('a fresh process could not run it '

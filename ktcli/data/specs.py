@@ -103,7 +103,7 @@ DATASETS = {
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The spec of dataset ``name`` (cub, car, air, demo or custom)."""
-    from .errors import UserError
+    from ..errors import UserError
     if name not in DATASETS:
         raise UserError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}')
     return DATASETS[name]

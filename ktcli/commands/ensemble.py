@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import exit_on_user_error
-from .work_dir_stages import parse_models, trained_stages
+from ..errors import exit_on_user_error
+from ..stages.work_dir import parse_models, trained_stages
 
 
 class Fusion(str, Enum):
@@ -40,8 +40,8 @@ def ensemble(
     with exit_on_user_error():
         import torch
 
-        from .ensemble_report import ensemble_rows
-        from .test_outputs import cached_test_outputs
+        from ..reports.ensemble_figures import ensemble_rows
+        from ..reports.test_outputs import cached_test_outputs
         stages = trained_stages(work_dir, parse_models(models))
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         outputs = [cached_test_outputs(s.dir, s.digest, s.config, s.checkpoint, device,

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .ensemble_command import Fusion
-from .errors import exit_on_user_error
+from ..errors import exit_on_user_error
+from .ensemble import Fusion
 
 
 class ExportFormat(str, Enum):
@@ -48,9 +48,9 @@ def export(
     """
     console = Console()
     with exit_on_user_error():
-        from .ensemble_module import load_work_dir_ensemble
-        from .export import default_output, export_ensemble
-        from .work_dir_stages import parse_models
+        from ..deployment.ensemble_module import load_work_dir_ensemble
+        from ..deployment.export import default_output, export_ensemble
+        from ..stages.work_dir import parse_models
 
         ensemble = load_work_dir_ensemble(work_dir, parse_models(models), fusion.value,
                                           with_attention, include_preprocessing, device)
@@ -65,7 +65,7 @@ def print_check(console: Console, result) -> None:
 
     Args:
         console (Console): Where to print.
-        result (ExportResult): What :func:`ktcli.export.export_ensemble` returned.
+        result (ExportResult): What :func:`ktcli.deployment.export.export_ensemble` returned.
     """
     metadata = result.metadata
     stages = ', '.join(str(stage['index']) for stage in metadata['stages'])

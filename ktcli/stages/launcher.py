@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / 'tools' / 'train.py'
+from .. import PROJECT_ROOT
+
+TRAIN_SCRIPT = PROJECT_ROOT / 'tools' / 'train.py'
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 TRAIN_LINE = re.compile(

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import exit_on_user_error
+from ..errors import exit_on_user_error
 from .training_options import TrainingOptions, with_training_options
 
 RESULTS_NAME = 'results.json'

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import UserError, exit_on_user_error
-from .ensemble_command import Fusion
+from ..errors import UserError, exit_on_user_error
+from .ensemble import Fusion
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,12 +129,12 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
     Raises:
         UserError: No such model, or a file ``kt export`` did not write.
     """
-    from .export_verifier import FORMATS, ExportedModel, torch_runner
+    from ..deployment.export_verifier import FORMATS, ExportedModel, torch_runner
 
     if model.is_dir():
-        from .ensemble_module import load_work_dir_ensemble
-        from .export import ensemble_metadata
-        from .work_dir_stages import parse_models
+        from ..deployment.ensemble_module import load_work_dir_ensemble
+        from ..deployment.export import ensemble_metadata
+        from ..stages.work_dir import parse_models
         ensemble = load_work_dir_ensemble(model, parse_models(models), fusion or 'softmax',
                                           with_attention, device=device)
         return torch_runner(ensemble.module, device), ensemble_metadata(ensemble, 'pytorch')
@@ -216,7 +216,7 @@ def _prepare(path: Path, metadata: dict) -> Optional[tuple]:
 def _model_input(crops: list, metadata: dict) -> 'np.ndarray':
     import numpy as np
 
-    from .export_verifier import to_model_input
+    from ..deployment.export_verifier import to_model_input
     return to_model_input(np.stack(crops).transpose(0, 3, 1, 2), metadata)
 
 
@@ -244,7 +244,7 @@ def _write_attention(folder: Path, path: Path, image: 'np.ndarray', box: tuple, 
     """Write the image and one overlay per member side by side, as ``<stem>.png``."""
     from PIL import Image
 
-    from .attention_overlay import attention_strip
+    from ..reports.attention_overlay import attention_strip
 
     count = written.get(path.stem, 0)
     written[path.stem] = count + 1

@@ -1,0 +1,2 @@
+"""One module per ``kt`` command (``train``, ``ablate``, ``ensemble``, ``visualize``,
+``export``, ``predict``, ``data``) and the training options they share."""
