@@ -40,3 +40,10 @@ def test_ablate_alpha_shares_stage_one_across_values(tmp_path, demo_root):
     figures = json.loads((tmp_path / 'work' / 'ablate_alpha.json').read_text())['figures']
     assert set(figures) == {'0.1', '1.0'}
     assert (tmp_path / 'work' / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_seed_replicates_share_no_stage(tmp_path, demo_root):
+    result = kt_ablate('n', tmp_path / 'work', demo_root, '--max-n', '3', '--seeds', '0,1',
+                       '--dry-run')
+    assert '10 distinct stages: 0 reused, 10 stage trainings to run' in result.stdout
+    assert not (tmp_path / 'work' / 'stages').exists()

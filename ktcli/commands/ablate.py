@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
-from .training_options import TrainingOptions, with_training_options
+from .training_options import TrainingOptions, announce, with_training_options
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
                          no_args_is_help=True)
@@ -38,17 +38,6 @@ def cell(values: Sequence[float]) -> str:
     return f'{mean:.2f} ± {std:.2f}' if len(values) > 1 else f'{mean:.2f}'
 
 
-def announce(console: Console, trainers: list) -> None:
-    """Say how many stage trainings the planned sequences need and how many are reused."""
-    stages = [stage for trainer, n, independent in trainers
-              for stage in trainer.plan(n, independent)]
-    total = len({stage.digest for stage in stages})
-    # The trainers share one work dir, hence one manifest.
-    to_train = trainers[0][0].count_to_train(stages)
-    console.print(f'[bold]{total} distinct stages[/]: {total - to_train} '
-                  f'reused, {to_train} stage trainings to run')
-
-
 @ablate_app.command('alpha')
 @with_training_options
 def ablate_alpha(
@@ -69,6 +58,8 @@ def ablate_alpha(
                                               console))
                 for alpha in alphas for seed in seed_list]
         announce(console, [(trainer, n, False) for _, _, trainer in runs])
+        if options.dry_run:
+            return
         figures: Dict[float, Dict[str, List[float]]] = {
             alpha: dict(ensemble=[], last_single=[], or_overlap=[]) for alpha in alphas}
         for alpha, _, trainer in runs:
@@ -109,8 +100,9 @@ def ablate_n(
     seeds: str = typer.Option('0', help='Repeat over these seeds; cells show mean ± std.'),
 ) -> None:
     """Single and ensemble top-1 for N = 1..max, for models trained independently
-    ("Base": cross-entropy, seeds s, s+1, ...) and for one OR-loss sequence ("Ours").
-    Every N comes from prefixes of the two runs, and they share model 1."""
+    ("Base": cross-entropy only, seeded like the stages of a sequence) and for one
+    OR-loss sequence ("Ours"). Every N comes from prefixes of the two runs, and they
+    share model 1."""
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
@@ -120,6 +112,8 @@ def ablate_n(
         runs = [options.trainer(work_dir, options.settings(root, alpha, seed), console)
                 for seed in seed_list]
         announce(console, [(t, max_n, independent) for t in runs for independent in (True, False)])
+        if options.dry_run:
+            return
         rows = {label: [[] for _ in range(max_n)] for label in (
             'Single (Base)', 'Ensemble (Base)', 'Single (Ours)', 'Ensemble (Ours)')}
         overlaps = dict(base=[], ours=[])

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from .training_options import TrainingOptions, with_training_options
+from .training_options import TrainingOptions, announce, with_training_options
 
 RESULTS_NAME = 'results.json'
 
@@ -18,7 +18,8 @@ def train(
     options: TrainingOptions,
     n: int = typer.Option(5, min=1, help='Number of models in the sequence.'),
     alpha: float = typer.Option(0.5, min=0.0, help='Weight of the OR-loss.'),
-    seed: int = typer.Option(0, help='Random seed (model k uses seed + k - 1).'),
+    seed: int = typer.Option(0, min=0, help='Random seed of the sequence (model k uses '
+                             '1000 * seed + k - 1).'),
 ) -> None:
     """Train model 1 with cross-entropy, then models 2..N with the OR-loss against all
     earlier ones; report each model's and the ensemble's top-1.
@@ -32,6 +33,9 @@ def train(
         data_root = options.prepared_data_root(console)
         settings = options.settings(data_root, alpha, seed)
         trainer = options.trainer(options.default_work_dir(), settings, console)
+        if options.dry_run:
+            announce(console, [(trainer, n, False)])
+            return
         results = trainer.train(n)
         print_results(console, results, f'{options.backbone} on {options.spec().title}, '
                       f'alpha {alpha} ({options.weighting.value}), {options.epochs} epochs')

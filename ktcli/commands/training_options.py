@@ -59,6 +59,8 @@ def _options_template(
     vis_backend: List[str] = typer.Option(
         [], help='Also log to tensorboard, wandb, mlflow, ... (repeatable).'),
     verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stages' full logs."),
+    dry_run: bool = typer.Option(False, '--dry-run', help='Say how many stages are planned, '
+                                 'reused and to train, then exit.'),
 ) -> None:
     """Declares the shared options (never called)."""
 
@@ -84,6 +86,7 @@ class TrainingOptions:
     cfg_options: List[str]
     vis_backend: List[str]
     verbose: bool
+    dry_run: bool
 
     def spec(self) -> DatasetSpec:
         """The chosen dataset."""
@@ -145,6 +148,17 @@ def with_training_options(command: Callable) -> Callable:
 
     wrapper.__signature__ = inspect.Signature(own + shared)
     return wrapper
+
+
+def announce(console: Console, trainers: list) -> None:
+    """Say how many stage trainings the planned sequences need and how many are reused."""
+    stages = [stage for trainer, n, independent in trainers
+              for stage in trainer.plan(n, independent)]
+    total = len({stage.digest for stage in stages})
+    # The trainers share one work dir, hence one manifest.
+    to_train = trainers[0][0].count_to_train(stages)
+    console.print(f'[bold]{total} distinct stages[/]: {total - to_train} '
+                  f'reused, {to_train} stage trainings to run')
 
 
 def _count_classes(root: Path) -> int:

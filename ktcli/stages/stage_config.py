@@ -19,6 +19,9 @@ BACKBONE_ALIASES = {'vgg16': 'vgg16bn'}
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
 PRETRAINED_BACKBONE_LR_MULT = 0.1
 LOG_INTERVAL = 10
+# Stage k of the sequence with --seed s is seeded with s * SEEDS_PER_SEQUENCE + k - 1, so
+# that sequences with different --seed (the replicates of `kt ablate --seeds`) share no stage.
+SEEDS_PER_SEQUENCE = 1000
 VIS_BACKENDS = {
     'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
     'wandb': ('WandbVisBackend', 'wandb'),
@@ -79,9 +82,9 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
                          work_dir: Path, index: int = 1) -> Config:
     """Build the full config of a stage trained against ``teachers``.
 
-    Stage k is seeded with ``settings.seed + k - 1``, so that models of a
-    sequence differ in initialisation and data order as independently
-    trained models would, and the OR-loss is the only other difference.
+    Stage k is seeded with :func:`stage_seed`, so that models of a sequence
+    differ in initialisation and data order as independently trained models
+    would, and the OR-loss is the only other difference.
 
     Args:
         settings (TrainSettings): The sequence's settings.
@@ -121,7 +124,7 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     cfg.train_cfg.max_epochs = settings.epochs
     cfg.train_cfg.val_interval = settings.epochs
     cfg.param_scheduler.T_max = cfg.param_scheduler.end = settings.epochs
-    cfg.randomness.seed = settings.seed + index - 1
+    cfg.randomness.seed = stage_seed(settings.seed, index)
     cfg.model.or_loss.loss_weight = settings.alpha
     cfg.model.or_loss.weighting = settings.weighting
 
@@ -136,6 +139,20 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     cfg.merge_from_dict(dict(settings.cfg_options))
     cfg.work_dir = str(work_dir)
     return cfg
+
+
+def stage_seed(seed: int, index: int) -> int:
+    """The random seed of stage ``index`` (1-based) of the sequence with ``seed``.
+
+    ``seed * SEEDS_PER_SEQUENCE + index - 1``: consecutive within a sequence,
+    disjoint between sequences of different ``seed`` (up to
+    ``SEEDS_PER_SEQUENCE`` stages), so no two seed replicates share a model.
+    """
+    if seed < 0:
+        raise UserError(f'seeds are non-negative integers, got {seed}')
+    if not 1 <= index <= SEEDS_PER_SEQUENCE:
+        raise UserError(f'a sequence has at most {SEEDS_PER_SEQUENCE} stages, not {index}')
+    return seed * SEEDS_PER_SEQUENCE + index - 1
 
 
 def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1) -> str:
