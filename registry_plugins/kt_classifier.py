@@ -7,6 +7,8 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from .input_normalisation import InputRenormalisation
+
 
 @MODELS.register_module()
 class KTClassifier(ImageClassifier):
@@ -22,7 +24,9 @@ class KTClassifier(ImageClassifier):
     ``parameters()`` (so not in the optimizer, nor synchronised by DDP), not
     in ``state_dict()`` (so not in the student's checkpoints), and
     ``train()`` never switches them out of eval mode. They run their backbone
-    only, under ``torch.no_grad()``. ``to()``/``cuda()`` move them with the
+    only, under ``torch.no_grad()``, on the student's batch re-normalised to
+    the mean/std their own weights expect (a teacher with another backbone
+    may expect another normalisation). ``to()``/``cuda()`` move them with the
     student.
 
     Args:
@@ -62,8 +66,9 @@ class KTClassifier(ImageClassifier):
             init_cfg=init_cfg)
         self.attention = MODELS.build(attention)
         self.or_loss = MODELS.build(or_loss)
-        # A plain list, so that the teachers are not registered submodules.
+        # Plain lists, so that the teachers are not registered submodules.
         self._teachers: List[nn.Module] = []
+        self._teacher_inputs: List[InputRenormalisation] = []
 
     @property
     def teachers(self) -> Tuple[nn.Module, ...]:
@@ -75,14 +80,21 @@ class KTClassifier(ImageClassifier):
 
         Args:
             teacher (nn.Module): A trained classifier with a ``backbone``
-                (usually an earlier stage's ``KTClassifier``).
+                and a ``data_preprocessor`` (usually an earlier stage's
+                ``KTClassifier``).
+
+        Raises:
+            ValueError: The teacher expects another channel order.
         """
+        renormalisation = InputRenormalisation.between(self, teacher)
         teacher.requires_grad_(False)
         teacher.eval()
         parameter = next(self.parameters(), None)
         if parameter is not None:
             teacher.to(parameter.device)
+            renormalisation.to(parameter.device)
         self._teachers.append(teacher)
+        self._teacher_inputs.append(renormalisation)
 
     def train(self, mode: bool = True) -> 'KTClassifier':
         """Set the student's mode; teachers always stay in eval mode."""
@@ -94,8 +106,8 @@ class KTClassifier(ImageClassifier):
     def _apply(self, fn: Callable, *args, **kwargs) -> 'KTClassifier':
         """Apply ``fn`` (device/dtype moves) to the teachers too."""
         super()._apply(fn, *args, **kwargs)
-        for teacher in self._teachers:
-            teacher._apply(fn, *args, **kwargs)
+        for module in (*self._teachers, *self._teacher_inputs):
+            module._apply(fn, *args, **kwargs)
         return self
 
     def attention_map(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -112,8 +124,8 @@ class KTClassifier(ImageClassifier):
         """Each teacher's normalised attention maps for ``inputs``, no grad."""
         with torch.no_grad():
             return [
-                self.attention(teacher.backbone(inputs)[-1])
-                for teacher in self._teachers
+                self.attention(teacher.backbone(renormalise(inputs))[-1])
+                for teacher, renormalise in zip(self._teachers, self._teacher_inputs)
             ]
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:

@@ -2,31 +2,18 @@
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from .checkpoint_loading import resolve_checkpoint
+from .input_normalisation import input_normalisation
 from .trained_model import load_trained_model
 
 
 def _num_classes(model: nn.Module) -> Optional[int]:
     return getattr(getattr(model, 'head', None), 'num_classes', None)
-
-
-def _normalisation(model: nn.Module) -> tuple:
-    preprocessor = getattr(model, 'data_preprocessor', None)
-    return tuple(
-        getattr(preprocessor, name, None) for name in ('mean', 'std'))
-
-
-def _same_normalisation(first: tuple, second: tuple) -> bool:
-    return all(
-        (a is None and b is None) or (a is not None and b is not None
-                                      and torch.allclose(a.cpu(), b.cpu()))
-        for a, b in zip(first, second))
 
 
 @HOOKS.register_module()
@@ -37,9 +24,10 @@ class SequentialTeacherHook(Hook):
     was trained with and its checkpoint. The hook acts once, in
     ``before_train`` (after a resumed student has been restored): it builds
     each teacher from ``cfg.model``, loads its weights (strictly), checks
-    that it predicts the student's number of classes and expects the same
-    input normalisation, and hands it to the student's ``add_teacher``,
-    which freezes it and keeps it in eval mode. It logs one line per teacher.
+    that it predicts the student's number of classes, and hands it to the
+    student's ``add_teacher``, which freezes it, keeps it in eval mode and
+    feeds it the student's batch in the normalisation the teacher expects
+    (its channel order must be the student's). It logs one line per teacher.
 
     Args:
         teachers (Sequence[dict]): One ``dict(config=..., checkpoint=...)``
@@ -77,16 +65,17 @@ class SequentialTeacherHook(Hook):
                     f'teacher {index} ({description}) predicts {_num_classes(teacher)} '
                     f'classes but the student predicts {_num_classes(student)}; '
                     'teachers must be trained on the same dataset')
-            if not _same_normalisation(_normalisation(teacher), _normalisation(student)):
-                raise ValueError(
-                    f'teacher {index} ({description}) expects another input '
-                    'mean/std than the student; use the same data_preprocessor')
-            student.add_teacher(teacher)
+            try:
+                student.add_teacher(teacher)
+            except ValueError as error:
+                raise ValueError(f'teacher {index} ({description}): {error}') from None
             num_params = sum(p.numel() for p in teacher.parameters())
+            mean, std = input_normalisation(teacher)
             runner.logger.info(
                 f'Teacher {index}/{len(self.teachers)}: {description}, '
                 f'{type(teacher.backbone).__name__} backbone, '
-                f'{num_params / 1e6:.2f}M parameters, frozen, eval mode')
+                f'{num_params / 1e6:.2f}M parameters, frozen, eval mode, input mean '
+                f'{[round(v, 3) for v in mean]} std {[round(v, 3) for v in std]}')
         self._attached = True
 
     @staticmethod

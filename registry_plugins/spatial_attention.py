@@ -15,7 +15,8 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     The authors divide by the std without any guard, so a constant map gives
     NaN there. Here a map whose std is at most ``eps`` times its largest
     magnitude counts as constant and is normalised to zeros (and its gradient
-    is zero), never NaN or inf; an all-zero map is constant too.
+    is zero), never NaN or inf; an all-zero map and a 1 x 1 map are constant
+    too.
 
     Args:
         feats (Tensor): Feature maps of shape (B, C, H, W).
@@ -29,6 +30,9 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     channel_weights = feats.mean(dim=(2, 3), keepdim=True)
     maps = (channel_weights * feats).mean(dim=1)
     mean = maps.mean(dim=(1, 2), keepdim=True)
+    if maps[0].numel() == 1:
+        # A 1 x 1 map (a small image through a deep backbone) is constant.
+        return (maps - mean) * 0
     std = maps.flatten(1).std(dim=1, unbiased=True)[:, None, None]
     scale = maps.abs().amax(dim=(1, 2), keepdim=True)
     varies = std > eps * scale

@@ -73,3 +73,18 @@ def test_evaluation_scores_everything_and_keeps_the_last_checkpoint(path):
     assert dataset.get('split', dataset.get('data_prefix')) == 'test'
     checkpoint = cfg.default_hooks.checkpoint
     assert checkpoint.save_last and checkpoint.get('save_best') is None
+
+
+MODEL_CONFIGS = sorted((REPO / 'configs' / '_base_' / 'models').glob('*_kt.py'))
+
+
+@pytest.mark.parametrize('path', MODEL_CONFIGS, ids=lambda p: p.stem)
+def test_pretrained_backbones_carry_the_normalisation_of_their_weights(path):
+    model = Config.fromfile(str(path)).model
+    init_cfg = model.backbone.get('init_cfg') or {}
+    if init_cfg.get('type') == 'Pretrained':
+        preprocessor = model.data_preprocessor
+        assert len(preprocessor.mean) == len(preprocessor.std) == 3 and preprocessor.to_rgb
+    else:
+        # From scratch (or filled in by kt for timm/<name>): the dataset config decides.
+        assert 'data_preprocessor' not in model

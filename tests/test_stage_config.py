@@ -86,6 +86,65 @@ def test_pretrained_file_prefix_is_detected(tmp_path):
         init_cfg = compose_stage_config(settings(pretrained=str(path)), [], WORK).model.backbone
         assert init_cfg.init_cfg == dict(type='Pretrained', checkpoint=str(path),
                                          prefix=prefix)
+    # Plain timm weights load into the timm model inside mmpretrain's TIMMBackbone.
+    timm_cfg = compose_stage_config(settings(pretrained=str(bare), backbone='timm/resnet18'),
+                                    [], WORK)
+    assert timm_cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(bare),
+                                                    submodule='timm_model')
+
+
+def normalisation(cfg) -> tuple:
+    """The mean/std (0..1 units) of the model that a composed stage config builds."""
+    from registry_plugins import build_model_from_config, input_normalisation
+    mean, std = input_normalisation(build_model_from_config(cfg))
+    return tuple(round(v / 255, 3) for v in mean), tuple(round(v / 255, 3) for v in std)
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+HALF = ((0.5, ) * 3, (0.5, ) * 3)
+
+
+def test_normalisation_comes_from_the_backbone_weights():
+    def stage(**changes):
+        return compose_stage_config(settings(dataset='demo', **changes), [], WORK)
+    # ImageNet weights decide: Lite0's TF weights 0.5/0.5, ResNet-50's ImageNet's, timm's its own.
+    assert normalisation(stage(backbone='efficientnet_lite0')) == HALF
+    assert normalisation(stage(backbone='resnet50')) == IMAGENET
+    assert normalisation(stage(backbone='timm/resnet18')) == IMAGENET
+    assert normalisation(stage(backbone='timm/tf_efficientnet_lite0')) == HALF
+    # From scratch, the dataset config's applies (CUB's ImageNet statistics).
+    assert normalisation(compose_stage_config(
+        settings(backbone='efficientnet_lite0', pretrained='none'), [], WORK)) == IMAGENET
+    assert normalisation(stage(backbone='resnet50', pretrained='none')) == HALF
+    assert digest(settings(backbone='efficientnet_lite0')) != digest(
+        settings(backbone='efficientnet_lite0', pretrained='none'))
+
+
+def test_timm_backbone_takes_its_channels_and_pretrained_weights_from_timm():
+    cfg = compose_stage_config(settings(backbone='timm/resnet18'), [], WORK)
+    assert cfg.model.backbone.model_name == 'resnet18' and cfg.model.head.in_channels == 512
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='timm://resnet18',
+                                               submodule='timm_model')
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
+    with pytest.raises(UserError, match="timm has no model 'resnet_nonexistent'"):
+        compose_stage_config(settings(backbone='timm/resnet_nonexistent'), [], WORK)
+    with pytest.raises(UserError, match='not a spatial map'):
+        compose_stage_config(settings(backbone='timm/vit_tiny_patch16_224'), [], WORK)
+
+
+def test_comma_separated_backbones_give_each_stage_its_own():
+    mixed = settings(backbone='resnet18_tiny,efficientnet_lite0')
+    assert [mixed.backbone_of(k) for k in (1, 2, 3)] == [
+        'resnet18_tiny', 'efficientnet_lite0', 'efficientnet_lite0']
+    types = [compose_stage_config(mixed, [], WORK, index=k).model.backbone.type for k in (1, 2)]
+    assert types == ['ResNet', 'FreezableTIMMBackbone']
+
+
+def test_frozen_stages_reach_the_backbone():
+    cfg = compose_stage_config(settings(backbone='efficientnet_lite0', frozen_stages=4), [], WORK)
+    assert cfg.model.backbone.frozen_stages == 4
+    assert digest(settings(backbone='efficientnet_lite0', frozen_stages=4)) != digest(
+        settings(backbone='efficientnet_lite0'))
 
 
 def test_batch_must_split_over_processes():

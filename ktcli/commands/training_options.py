@@ -30,8 +30,9 @@ def _options_template(
     data_root: Optional[Path] = typer.Option(
         None, help="Dataset folder (default: the dataset's usual folder under data/)."),
     backbone: str = typer.Option(
-        'resnet50', help='resnet50, vgg16, or any configs/_base_/models/<name>_kt.py we ship '
-        '(e.g. resnet18_tiny).'),
+        'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
+        'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
+        'comma-separated list gives stage k the k-th (the last one repeats).'),
     weighting: Weighting = typer.Option(
         Weighting.fixed, help="fixed: the paper's alpha * L_OR; adaptive: the authors' code, "
         'rescaled every step to alpha * L_CE.'),
@@ -42,7 +43,11 @@ def _options_template(
     img_size: Optional[int] = typer.Option(
         None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).'),
     pretrained: str = typer.Option(
-        'default', help='Backbone initialisation: default (ImageNet), none, a file or a URL.'),
+        'default', help="Backbone initialisation: default (the backbone's ImageNet weights; "
+        "timm's own for timm/...), none (from scratch), a checkpoint file or a URL."),
+    frozen_stages: Optional[int] = typer.Option(
+        None, min=-1, help='Freeze the backbone stem and this many stages after it (-1: '
+        "nothing; default: the backbone config's choice)."),
     amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).'),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
@@ -78,6 +83,7 @@ class TrainingOptions:
     lr: float
     img_size: Optional[int]
     pretrained: str
+    frozen_stages: Optional[int]
     amp: bool
     work_dir: Optional[Path]
     gpus: int
@@ -93,8 +99,9 @@ class TrainingOptions:
         return dataset_spec(self.dataset.value)
 
     def default_work_dir(self, prefix: str = '') -> Path:
-        """``work_dir``, else ``work_dirs/<prefix><backbone>_<dataset>``."""
-        return self.work_dir or Path('work_dirs') / f'{prefix}{self.backbone}_{self.dataset.value}'
+        """``work_dir``, else ``work_dirs/<prefix><backbone>_<dataset>`` (timm/x as timm-x)."""
+        backbone = self.backbone.replace('/', '-').replace(',', '+')
+        return self.work_dir or Path('work_dirs') / f'{prefix}{backbone}_{self.dataset.value}'
 
     def prepared_data_root(self, console: Console) -> Path:
         """Check the data (writing the demo data on first use); return its root."""
@@ -115,6 +122,7 @@ class TrainingOptions:
             dataset=spec.name, data_root=str(data_root), backbone=self.backbone, alpha=alpha,
             weighting=self.weighting.value, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, img_size=self.img_size, seed=seed, pretrained=self.pretrained,
+            frozen_stages=self.frozen_stages,
             amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),

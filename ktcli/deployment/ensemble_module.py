@@ -12,12 +12,17 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
+from registry_plugins.input_normalisation import (InputRenormalisation, channel_order,
+                                                  input_normalisation)
+
 from ..errors import UserError
 from ..reports.ensemble_figures import FUSIONS, fuse
 from ..stages.work_dir import trained_stages
 
 # mmcv's names for the interpolation of its Resize transform.
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
+# The normalisation of raw 0..255 input.
+RAW_INPUT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def fused_probabilities(logits: Sequence[torch.Tensor], fusion: str) -> torch.Tensor:
@@ -44,16 +49,20 @@ class EnsembleModule(nn.Module):
     tensor (B, members, h, w) when ``stack_attention``, else one (B, h_k, w_k)
     per member, in member order.
 
+    The input is normalised as the first member expects (or raw 0..255 values
+    with ``include_preprocessing``); every member receives it re-normalised to
+    its own mean/std, so members whose pretrained weights expect different
+    normalisations share one input.
+
     Args:
         members (Sequence[nn.Module]): Classifiers with ``logits_and_attention``
-            (kt's ``KTClassifier``), all with the same classes.
+            (kt's ``KTClassifier``) and a ``data_preprocessor``, all with the
+            same classes and channel order.
         fusion (str): See :func:`fused_probabilities`. Defaults to ``'softmax'``.
         with_attention (bool): Also return the attention maps. Defaults to False.
-        mean (Sequence[float], optional): Per-channel mean for the in-graph
-            normalisation. Required with ``include_preprocessing``.
-        std (Sequence[float], optional): Per-channel std, likewise.
         include_preprocessing (bool): Take 0..255 images (uint8 or float) and
-            normalise them in the module. Defaults to False (normalised input).
+            normalise them in the module. Defaults to False (input normalised
+            as the first member expects).
         stack_attention (bool): Stack the maps into one tensor; only possible
             when all members' maps have the same size. Defaults to True.
     """
@@ -62,8 +71,6 @@ class EnsembleModule(nn.Module):
                  members: Sequence[nn.Module],
                  fusion: str = 'softmax',
                  with_attention: bool = False,
-                 mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None,
                  include_preprocessing: bool = False,
                  stack_attention: bool = True) -> None:
         super().__init__()
@@ -71,16 +78,14 @@ class EnsembleModule(nn.Module):
             raise ValueError('an ensemble needs at least one member')
         if fusion not in FUSIONS:
             raise ValueError(f'unknown fusion {fusion!r}; choose one of {", ".join(FUSIONS)}')
-        if include_preprocessing and (mean is None or std is None):
-            raise ValueError('include_preprocessing needs the mean and std')
         self.members = nn.ModuleList(members)
         self.fusion = fusion
         self.with_attention = with_attention
         self.include_preprocessing = include_preprocessing
         self.stack_attention = stack_attention
-        if include_preprocessing:
-            self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        source = RAW_INPUT if include_preprocessing else input_normalisation(members[0])
+        self.member_inputs = nn.ModuleList(
+            InputRenormalisation(source, input_normalisation(member)) for member in members)
 
     def output_names(self) -> List[str]:
         """The names of :meth:`forward`'s outputs, in order."""
@@ -93,14 +98,15 @@ class EnsembleModule(nn.Module):
     def forward(self, images: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
         """Fused probabilities (and attention maps) of an image batch (B, 3, H, W)."""
         if self.include_preprocessing:
-            images = (images.float() - self.mean) / self.std
+            images = images.float()
         logits, maps = [], []
-        for member in self.members:
+        for member, member_input in zip(self.members, self.member_inputs):
+            inputs = member_input(images)
             if self.with_attention:
-                member_logits, attention = member.logits_and_attention(images)
+                member_logits, attention = member.logits_and_attention(inputs)
                 maps.append(attention)
             else:
-                member_logits = member(images, mode='tensor')
+                member_logits = member(inputs, mode='tensor')
             logits.append(member_logits)
         probabilities = fused_probabilities(logits, self.fusion)
         if not self.with_attention:
@@ -137,6 +143,11 @@ class Preprocessing:
     def channel_order(self) -> str:
         """The channel order the network expects: RGB when the config converts to it."""
         return 'RGB' if self.to_rgb else 'BGR'
+
+    def same_images(self, other: 'Preprocessing') -> bool:
+        """Whether ``other`` makes the same pixels (it may normalise them differently)."""
+        return (self.to_rgb, self.resize, self.crop, self.interpolation) == (
+            other.to_rgb, other.resize, other.crop, other.interpolation)
 
     def to_dict(self) -> dict:
         """A JSON-ready description."""
@@ -184,12 +195,8 @@ def preprocessing_of(cfg: Config, model: nn.Module) -> Preprocessing:
     if interpolation not in INTERPOLATIONS:
         raise UserError(f'{cfg.filename}: interpolation {interpolation!r} is not one of '
                         f'{", ".join(INTERPOLATIONS)}')
-    preprocessor = model.data_preprocessor
-    normalises = preprocessor._enable_normalize
-    mean = preprocessor.mean.flatten().tolist() if normalises else [0.0, 0.0, 0.0]
-    std = preprocessor.std.flatten().tolist() if normalises else [1.0, 1.0, 1.0]
-    return Preprocessing(tuple(mean), tuple(std), bool(preprocessor.to_rgb), resize, crop,
-                         interpolation)
+    mean, std = input_normalisation(model)
+    return Preprocessing(mean, std, channel_order(model) == 'RGB', resize, crop, interpolation)
 
 
 def class_names_of(cfg: Config, num_classes: int) -> List[str]:
@@ -234,6 +241,8 @@ class StageEnsemble:
         digests (list[str]): The members' stage digests.
         attention_sizes (list[tuple[int, int]]): Each member's attention map
             (h, w) at the input size.
+        normalisations (list[tuple]): Each member's own (mean, std); the
+            module's input is normalised with the first.
         config (Config): The first member's config (its test split gives
             the images that check an export).
         device (torch.device): Where the module runs.
@@ -245,6 +254,7 @@ class StageEnsemble:
     indices: List[int]
     digests: List[str]
     attention_sizes: List[Tuple[int, int]]
+    normalisations: List[Tuple[Tuple[float, ...], Tuple[float, ...]]]
     config: Config
     device: torch.device
 
@@ -255,8 +265,9 @@ def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
                       device: str = 'cpu') -> StageEnsemble:
     """Put built classifiers and their configs together into a :class:`StageEnsemble`.
 
-    All members must share the preprocessing and the classes, since they see
-    the same input batch.
+    All members must make the same pixels of an image (test pipeline, channel
+    order) and predict the same classes, since they see one input batch; their
+    normalisations may differ (see :class:`EnsembleModule`).
 
     Args:
         members (Sequence[nn.Module]): The classifiers.
@@ -278,18 +289,18 @@ def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
     preprocessing = [preprocessing_of(cfg, model) for cfg, model in zip(configs, members)]
     num_classes = [model.head.num_classes for model in members]
     for k in range(1, len(members)):
-        if preprocessing[k] != preprocessing[0] or num_classes[k] != num_classes[0]:
-            raise UserError(f'stages {indices[0]} and {indices[k]} differ in their input '
-                            'preprocessing or classes, so they cannot share one input; pick '
-                            'stages trained on the same data with --models')
+        if not preprocessing[k].same_images(preprocessing[0]) or num_classes[k] != num_classes[0]:
+            raise UserError(f'stages {indices[0]} and {indices[k]} differ in their test '
+                            'pipeline, channel order or classes, so they cannot share one input; '
+                            'pick stages trained on the same data with --models')
     target = torch.device(device)
     attention_sizes = _attention_sizes(members, preprocessing[0], target)
-    module = EnsembleModule(
-        members, fusion, with_attention, preprocessing[0].mean, preprocessing[0].std,
-        include_preprocessing, stack_attention=len(set(attention_sizes)) == 1)
+    module = EnsembleModule(members, fusion, with_attention, include_preprocessing,
+                            stack_attention=len(set(attention_sizes)) == 1)
     return StageEnsemble(module.to(target).eval(), preprocessing[0],
                          class_names_of(configs[0], num_classes[0]), list(indices), list(digests),
-                         attention_sizes, configs[0], target)
+                         attention_sizes, [(p.mean, p.std) for p in preprocessing], configs[0],
+                         target)
 
 
 def _attention_sizes(members: Sequence[nn.Module], preprocessing: Preprocessing,

@@ -81,9 +81,11 @@ def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
         kt_version=__version__,
         format=model_format,
         fusion=module.fusion,
-        stages=[dict(index=index, digest=digest, attention_size=list(size))
-                for index, digest, size in zip(ensemble.indices, ensemble.digests,
-                                               ensemble.attention_sizes)],
+        stages=[dict(index=index, digest=digest, attention_size=list(size),
+                     mean=list(mean), std=list(std))
+                for index, digest, size, (mean, std) in zip(
+                    ensemble.indices, ensemble.digests, ensemble.attention_sizes,
+                    ensemble.normalisations)],
         classes=list(ensemble.class_names),
         input=dict(name='images', layout='NCHW', dtype='float32', batch='dynamic',
                    size=list(preprocessing.input_size),

@@ -4,18 +4,17 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
 from .. import PROJECT_ROOT
 from ..data.specs import dataset_spec
 from ..errors import UserError
+from .backbones import backbone_config, configure_backbone
 from .runner_config import require_gpu
 
 CONFIG_ROOT = PROJECT_ROOT / 'configs'
-MODEL_CONFIGS = CONFIG_ROOT / '_base_' / 'models'
-BACKBONE_ALIASES = {'vgg16': 'vgg16bn'}
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
 PRETRAINED_BACKBONE_LR_MULT = 0.1
 LOG_INTERVAL = 10
@@ -33,20 +32,6 @@ VIS_BACKENDS = {
 }
 
 
-def available_backbones() -> List[str]:
-    """Backbone names with a shipped ``configs/_base_/models/<name>_kt.py``."""
-    return sorted(path.stem[:-len('_kt')] for path in MODEL_CONFIGS.glob('*_kt.py'))
-
-
-def backbone_config(name: str) -> Path:
-    """The model config of backbone ``name`` (``vgg16`` means ``vgg16bn``)."""
-    path = MODEL_CONFIGS / f'{BACKBONE_ALIASES.get(name, name)}_kt.py'
-    if not path.is_file():
-        raise UserError(f'unknown backbone {name!r}; choose one of '
-                        f'{", ".join(available_backbones() + list(BACKBONE_ALIASES))}')
-    return path
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything a user sets for a sequence, shared by all its stages."""
@@ -62,11 +47,20 @@ class TrainSettings:
     img_size: Optional[int] = None
     seed: int = 0
     pretrained: str = 'default'
+    frozen_stages: Optional[int] = None
     amp: bool = False
     processes: int = 1
     num_classes: Optional[int] = None
     cfg_options: Tuple[Tuple[str, object], ...] = ()
     vis_backends: Tuple[str, ...] = ()
+
+    def backbone_of(self, index: int) -> str:
+        """Stage ``index``'s backbone: the index-th of a comma-separated ``backbone``
+        (``resnet50,efficientnet_lite0``), the last one repeating."""
+        names = [name.strip() for name in self.backbone.split(',') if name.strip()]
+        if not names:
+            raise UserError('--backbone names no backbone')
+        return names[min(index, len(names)) - 1]
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,8 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
         Config: A config that ``tools/train.py`` runs on its own.
     """
     spec = dataset_spec(settings.dataset)
-    bases = [backbone_config(settings.backbone),
+    backbone = settings.backbone_of(index)
+    bases = [backbone_config(backbone),
              CONFIG_ROOT / '_base_' / 'datasets' / spec.base_config,
              CONFIG_ROOT / '_base_' / 'schedules' / 'sgd_cosine_100e.py',
              CONFIG_ROOT / '_base_' / 'default_runtime.py']
@@ -117,7 +112,7 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     if settings.amp:
         require_gpu('--amp')
         cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-    pretrained = _set_pretrained(cfg, settings.pretrained)
+    pretrained = configure_backbone(cfg, backbone, settings.pretrained, settings.frozen_stages)
     cfg.optim_wrapper.optimizer.lr = settings.lr
     cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult = (
         PRETRAINED_BACKBONE_LR_MULT if pretrained else 1.0)
@@ -229,32 +224,6 @@ def resize_pipelines(cfg: Config, img_size: int) -> None:
                 step.crop_size = img_size
             elif step.type == 'CenterCrop':
                 step.crop_size = img_size
-
-
-def _set_pretrained(cfg: Config, pretrained: str) -> bool:
-    """Apply ``--pretrained``; returns whether the backbone starts pretrained."""
-    backbone = cfg.model.backbone
-    if pretrained == 'none':
-        backbone.pop('init_cfg', None)
-    elif pretrained != 'default':
-        prefix = backbone.get('init_cfg', {}).get('prefix', 'backbone.')
-        if not pretrained.startswith(('http://', 'https://')):
-            path = Path(pretrained).expanduser()
-            if not path.is_file():
-                raise UserError(f'--pretrained {pretrained}: no such file; pass a checkpoint '
-                                'file, a URL, "default" or "none"')
-            pretrained, prefix = str(path.resolve()), _backbone_prefix(path)
-        backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix=prefix)
-    init_cfg = backbone.get('init_cfg')
-    return bool(init_cfg) and init_cfg.get('type') == 'Pretrained'
-
-
-def _backbone_prefix(path: Path) -> Optional[str]:
-    """'backbone.' for an mmpretrain classifier checkpoint, None for bare backbone weights."""
-    from registry_plugins.checkpoint_loading import load_checkpoint_file
-    checkpoint = load_checkpoint_file(path, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
-    return 'backbone.' if any(key.startswith('backbone.') for key in state) else None
 
 
 def _vis_backend(name: str) -> str:

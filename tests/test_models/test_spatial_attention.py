@@ -55,3 +55,14 @@ def test_constant_sample_does_not_disturb_the_others():
 def test_rejects_non_4d_features():
     with pytest.raises(ValueError, match='B, C, H, W'):
         build_attention()(torch.rand(3, 4, 5))
+
+
+def test_one_pixel_map_is_constant_without_warnings():
+    import warnings
+    feats = torch.rand(2, 3, 1, 1, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        maps = build_attention()(feats)
+    assert torch.equal(maps, torch.zeros(2, 1, 1))
+    maps.sum().backward()
+    assert torch.isfinite(feats.grad).all()

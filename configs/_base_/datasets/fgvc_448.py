@@ -2,9 +2,10 @@
 # car.py, air.py, custom.py set the dataset itself). Train: resize to
 # 600 x 600, random 448 crop with 8 px padding, horizontal flip. Test: resize
 # to 600 x 600, centre 448 crop. The whole test set is scored (no dropped
-# batch). Normalisation: ImageNet's mean/std, which the pretrained backbones
-# were trained with (the authors' code used 0.5/0.5; set mean=[127.5] * 3,
-# std=[127.5] * 3 to reproduce it). Batch 32 in total.
+# batch). Batch 32 in total. Normalisation: pretrained backbones bring the
+# mean/std of their weights in model.data_preprocessor (ImageNet's for ResNet-50
+# and VGG-16; the authors' code used 0.5/0.5 for those); the one below, ImageNet's,
+# applies to backbones trained from scratch.
 data_preprocessor = dict(
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],

@@ -6,6 +6,9 @@
 # resnet50-0676ba61.pth drop the prefix (prefix=None).
 model = dict(
     type='KTClassifier',
+    # The normalisation the ImageNet weights were trained with (overrides the dataset's).
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='ResNet',
         depth=50,

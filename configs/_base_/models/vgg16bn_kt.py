@@ -4,6 +4,9 @@
 # without network access, set init_cfg.checkpoint to a local copy.
 model = dict(
     type='KTClassifier',
+    # The normalisation the ImageNet weights were trained with (overrides the dataset's).
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='VGG',
         depth=16,
