@@ -239,7 +239,7 @@ def test_members_that_cannot_share_an_input_are_refused(three_members, tmp_path)
     crop = next(t for t in large.test_dataloader.dataset.pipeline if t.type == 'CenterCrop')
     crop.crop_size = 28
     members = [build_model_from_config(cfg) for cfg in (small, large)]
-    with pytest.raises(UserError, match='differ in their input preprocessing'):
+    with pytest.raises(UserError, match='differ in their test pipeline, channel order or classes'):
         assemble_ensemble(members, [small, large], [1, 2], ['a', 'b'])
 
 
