@@ -73,3 +73,19 @@ def test_a_work_dir_stands_for_its_last_checkpoint(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match='last_checkpoint'):
         resolve_checkpoint(empty)
+
+
+def test_timm_weights_without_network_are_one_clear_error():
+    import os
+    import subprocess
+    import sys
+    code = ('import registry_plugins\n'
+            'from mmengine.runner import CheckpointLoader\n'
+            'try:\n'
+            "    CheckpointLoader.load_checkpoint('timm://resnet18', logger='silent')\n"
+            'except registry_plugins.CheckpointError as error:\n'
+            '    print(error)\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE='1'), timeout=300)
+    assert 'timm could not provide the pretrained weights of resnet18' in result.stdout
+    assert 'pass --pretrained FILE or none' in result.stdout
