@@ -140,9 +140,16 @@ def test_comma_separated_backbones_give_each_stage_its_own():
     assert types == ['ResNet', 'FreezableTIMMBackbone']
 
 
-def test_frozen_stages_reach_the_backbone():
-    cfg = compose_stage_config(settings(backbone='efficientnet_lite0', frozen_stages=4), [], WORK)
-    assert cfg.model.backbone.frozen_stages == 4
+def test_frozen_stages_and_output_stride_reach_the_backbone():
+    cfg = compose_stage_config(settings(backbone='efficientnet_lite0', frozen_stages=4,
+                                        output_stride=16), [], WORK)
+    assert cfg.model.backbone.frozen_stages == 4 and cfg.model.backbone.output_stride == 16
+    from registry_plugins import build_model_from_config
+    cfg.model.head.num_classes = 20
+    attention = build_model_from_config(cfg).attention_map(torch.zeros(1, 3, 128, 128))
+    assert attention.shape == (1, 8, 8)  # 4 x 4 at the default stride 32
+    with pytest.raises(UserError, match='--output-stride works with timm backbones'):
+        compose_stage_config(settings(output_stride=16), [], WORK)
     assert digest(settings(backbone='efficientnet_lite0', frozen_stages=4)) != digest(
         settings(backbone='efficientnet_lite0'))
 

@@ -19,6 +19,12 @@ class Weighting(str, Enum):
     adaptive = 'adaptive'
 
 
+class OutputStride(str, Enum):
+    s8 = '8'
+    s16 = '16'
+    s32 = '32'
+
+
 class Launcher(str, Enum):
     none = 'none'
     pytorch = 'pytorch'
@@ -48,6 +54,9 @@ def _options_template(
     frozen_stages: Optional[int] = typer.Option(
         None, min=-1, help='Freeze the backbone stem and this many stages after it (-1: '
         "nothing; default: the backbone config's choice)."),
+    output_stride: Optional[OutputStride] = typer.Option(
+        None, help='Stride of the last feature map of a timm backbone: 16 or 8 dilate its '
+        'last stages for a 2x or 4x larger attention map (default: its own, usually 32).'),
     amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).'),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
@@ -84,6 +93,7 @@ class TrainingOptions:
     img_size: Optional[int]
     pretrained: str
     frozen_stages: Optional[int]
+    output_stride: Optional[OutputStride]
     amp: bool
     work_dir: Optional[Path]
     gpus: int
@@ -123,6 +133,7 @@ class TrainingOptions:
             weighting=self.weighting.value, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, img_size=self.img_size, seed=seed, pretrained=self.pretrained,
             frozen_stages=self.frozen_stages,
+            output_stride=int(self.output_stride.value) if self.output_stride else None,
             amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),

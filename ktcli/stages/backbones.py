@@ -1,4 +1,5 @@
-"""What ``--backbone``, ``--pretrained`` and ``--frozen-stages`` make of a stage's model.
+"""What ``--backbone``, ``--pretrained``, ``--frozen-stages`` and ``--output-stride`` make of a
+stage's model.
 
 A backbone is either one of the model configs kt ships (``configs/_base_/models/<name>_kt.py``:
 ``resnet50``, ``vgg16``, ``efficientnet_lite0``, ``resnet18_tiny``) or ``timm/<model name>``,
@@ -69,8 +70,9 @@ def timm_model_facts(model_name: str) -> Tuple[int, Tuple[float, ...], Tuple[flo
 
 
 def configure_backbone(cfg: Config, name: str, pretrained: str,
-                       frozen_stages: Optional[int] = None) -> bool:
-    """Apply ``--backbone``, ``--pretrained`` and ``--frozen-stages`` to a composed config.
+                       frozen_stages: Optional[int] = None,
+                       output_stride: Optional[int] = None) -> bool:
+    """Apply the backbone options to a composed config.
 
     Args:
         cfg (Config): The stage config built on :func:`backbone_config`.
@@ -79,6 +81,9 @@ def configure_backbone(cfg: Config, name: str, pretrained: str,
             ``timm/...``), ``'none'``, a checkpoint file or a URL.
         frozen_stages (int, optional): Freeze the stem and this many stages
             (``-1``: nothing). Defaults to None (the config's choice).
+        output_stride (int, optional): The last feature map's stride for a
+            timm backbone (16 or 8 dilate the last stages: a 2x or 4x larger
+            attention map). Defaults to None (the model's own, usually 32).
 
     Returns:
         bool: Whether the backbone starts from pretrained weights.
@@ -102,6 +107,11 @@ def configure_backbone(cfg: Config, name: str, pretrained: str,
         if 'frozen_stages' not in _backbone_arguments(backbone.type):
             raise UserError(f'--frozen-stages: the {backbone.type} backbone cannot freeze stages')
         backbone.frozen_stages = frozen_stages
+    if output_stride is not None:
+        if not backbone.type.endswith('TIMMBackbone'):
+            raise UserError('--output-stride works with timm backbones (efficientnet_lite0, '
+                            f'timm/<name>), not {backbone.type}')
+        backbone.output_stride = output_stride
     init_cfg = backbone.get('init_cfg')
     starts_pretrained = bool(init_cfg) and init_cfg.get('type') == 'Pretrained'
     if not starts_pretrained:

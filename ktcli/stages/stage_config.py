@@ -48,6 +48,7 @@ class TrainSettings:
     seed: int = 0
     pretrained: str = 'default'
     frozen_stages: Optional[int] = None
+    output_stride: Optional[int] = None
     amp: bool = False
     processes: int = 1
     num_classes: Optional[int] = None
@@ -112,7 +113,8 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     if settings.amp:
         require_gpu('--amp')
         cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-    pretrained = configure_backbone(cfg, backbone, settings.pretrained, settings.frozen_stages)
+    pretrained = configure_backbone(cfg, backbone, settings.pretrained, settings.frozen_stages,
+                                    settings.output_stride)
     cfg.optim_wrapper.optimizer.lr = settings.lr
     cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult = (
         PRETRAINED_BACKBONE_LR_MULT if pretrained else 1.0)
