@@ -37,3 +37,8 @@ def main(
                                  help='Print the version and exit.'),
 ) -> None:
     """kt: knowledge-transfer FGVC."""
+    from mmengine.logging import MMLogger
+
+    # mmengine and mmpretrain log through the current MMLogger; in kt's own process (not in a
+    # stage's Runner, which logs to its work dir) only their warnings reach the console.
+    MMLogger.get_instance('kt', log_level='WARNING')

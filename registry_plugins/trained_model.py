@@ -4,7 +4,6 @@ from typing import Union
 
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
@@ -26,9 +25,6 @@ def build_model_from_config(config: ConfigLike) -> nn.Module:
     Returns:
         nn.Module: The model, with freshly constructed weights.
     """
-    if not MMLogger._instance_dict:
-        # No Runner has set up logging (kt's own process): building logs warnings only.
-        MMLogger.get_instance('kt', log_level='WARNING')
     if isinstance(config, (str, Path)):
         cfg = Config.fromfile(str(config))
     else:
