@@ -30,7 +30,7 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     channel_weights = feats.mean(dim=(2, 3), keepdim=True)
     maps = (channel_weights * feats).mean(dim=1)
     mean = maps.mean(dim=(1, 2), keepdim=True)
-    if maps[0].numel() == 1:
+    if maps.shape[-2:] == (1, 1):
         # A 1 x 1 map (a small image through a deep backbone) is constant.
         return (maps - mean) * 0
     std = maps.flatten(1).std(dim=1, unbiased=True)[:, None, None]

@@ -183,3 +183,17 @@ def test_amp_selects_mmengine_amp_wrapper_and_needs_a_gpu(monkeypatch):
     cfg = compose_stage_config(settings(amp=True), [], WORK)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert digest(settings(amp=True)) != digest(settings())
+
+
+def test_the_demo_leaf_config_is_the_readme_demo_stage():
+    from mmengine.config import Config
+    leaf = Config.fromfile('configs/kt/efficientnet-lite0_kt_demo.py')
+    stage = compose_stage_config(settings(
+        dataset='demo', data_root='data/kt_demo', backbone='efficientnet_lite0', img_size=128,
+        output_stride=16, frozen_stages=5, epochs=3, lr=0.1), [], WORK)
+    assert leaf.model.to_dict() == stage.model.to_dict()
+    for loader in ('train_dataloader', 'test_dataloader'):
+        assert leaf[loader].dataset.pipeline == stage[loader].dataset.pipeline
+    assert leaf.optim_wrapper.to_dict() == stage.optim_wrapper.to_dict()
+    assert leaf.param_scheduler == stage.param_scheduler
+    assert leaf.train_cfg.max_epochs == stage.train_cfg.max_epochs == 3
