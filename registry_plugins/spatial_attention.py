@@ -30,8 +30,10 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     channel_weights = feats.mean(dim=(2, 3), keepdim=True)
     maps = (channel_weights * feats).mean(dim=1)
     mean = maps.mean(dim=(1, 2), keepdim=True)
-    if maps.shape[-2:] == (1, 1):
-        # A 1 x 1 map (a small image through a deep backbone) is constant.
+    if not torch.jit.is_tracing() and maps.shape[-2:] == (1, 1):
+        # A 1 x 1 map (a small image through a deep backbone) is constant; its unbiased std
+        # would be NaN, with NaN gradients. (An exported graph needs no gradient, and a
+        # traced size comparison would be frozen into it.)
         return (maps - mean) * 0
     std = maps.flatten(1).std(dim=1, unbiased=True)[:, None, None]
     scale = maps.abs().amax(dim=(1, 2), keepdim=True)
