@@ -3,9 +3,10 @@
 The work dir is made once per session: ``kt train --n 1`` (resnet18_tiny, 32 px, one epoch)
 trains stage 1; stages 2 and 3 are then appended to its manifest with constructor-initialised
 (untrained) weights: stage 2 the same ResNet-18, stage 3 one with strides (1, 2, 2, 1), whose
-attention map is 2 x 2 instead of 4 x 4 at 32 px (``kt train`` trains one backbone per
-sequence). Training them for real would triple the fixture's time, and nothing export
-checks depends on training.
+attention map is 2 x 2 instead of 4 x 4 at 32 px (no shipped backbone config has those
+strides). Training them for real would triple the fixture's time, and nothing export
+checks depends on training; tests/test_mixed_sequence.py exports a really trained mixed
+sequence.
 """
 import json
 import shutil

@@ -8,6 +8,7 @@ normalisation: a model config whose backbone starts from pretrained weights carr
 mean/std those weights expect in ``model.data_preprocessor`` (for ``timm/...``, timm's own
 pretrained config supplies it); a backbone trained from scratch takes the dataset config's.
 """
+import functools
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -108,7 +109,7 @@ def configure_backbone(cfg: Config, name: str, pretrained: str,
             raise UserError(f'--frozen-stages: the {backbone.type} backbone cannot freeze stages')
         backbone.frozen_stages = frozen_stages
     if output_stride is not None:
-        if not backbone.type.endswith('TIMMBackbone'):
+        if not _is_timm(backbone):
             raise UserError('--output-stride works with timm backbones (efficientnet_lite0, '
                             f'timm/<name>), not {backbone.type}')
         backbone.output_stride = output_stride
@@ -127,7 +128,6 @@ def _checkpoint_init(pretrained: str, backbone: Config) -> dict:
     keys) gives its backbone; other weights are the backbone's own (for a
     timm backbone, plain timm weights).
     """
-    is_timm = backbone.type.endswith('TIMMBackbone')
     if pretrained.startswith(('http://', 'https://')):
         prefix = backbone.get('init_cfg', {}).get('prefix', CLASSIFIER_PREFIX)
         return dict(type='Pretrained', checkpoint=pretrained, prefix=prefix)
@@ -135,15 +135,30 @@ def _checkpoint_init(pretrained: str, backbone: Config) -> dict:
     if not path.is_file():
         raise UserError(f'--pretrained {pretrained}: no such file; pass a checkpoint file, a '
                         'URL, "default" or "none"')
-    from registry_plugins.checkpoint_loading import load_checkpoint_file
-    from registry_plugins.pretrained_init import checkpoint_state_dict
-    state = checkpoint_state_dict(load_checkpoint_file(path, map_location='cpu'), str(path))
-    init_cfg = dict(type='Pretrained', checkpoint=str(path.resolve()))
-    if any(key.startswith(CLASSIFIER_PREFIX) for key in state):
+    path = path.resolve()
+    init_cfg = dict(type='Pretrained', checkpoint=str(path))
+    if _is_classifier_checkpoint(str(path), path.stat().st_mtime_ns):
         return dict(init_cfg, prefix=CLASSIFIER_PREFIX)
-    if is_timm:
+    if _is_timm(backbone):
         return dict(init_cfg, submodule=TIMM_SUBMODULE)
     return dict(init_cfg, prefix=None)
+
+
+@functools.lru_cache(maxsize=8)
+def _is_classifier_checkpoint(path: str, mtime_ns: int) -> bool:
+    """Whether a checkpoint file holds a classifier (``backbone.`` keys).
+
+    Read once per file version: every stage of every planned sequence asks.
+    """
+    from registry_plugins.checkpoint_loading import load_checkpoint_file
+    from registry_plugins.pretrained_init import checkpoint_state_dict
+    state = checkpoint_state_dict(load_checkpoint_file(path, map_location='cpu'), path)
+    return any(key.startswith(CLASSIFIER_PREFIX) for key in state)
+
+
+def _is_timm(backbone: Config) -> bool:
+    """Whether ``backbone`` wraps a timm model (mmpretrain's TIMMBackbone or kt's subclass)."""
+    return backbone.type.endswith('TIMMBackbone')
 
 
 def _backbone_arguments(backbone_type: str) -> set:
