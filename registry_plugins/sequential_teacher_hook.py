@@ -32,11 +32,12 @@ class SequentialTeacherHook(Hook):
     Args:
         teachers (Sequence[dict]): One ``dict(config=..., checkpoint=...)``
             per teacher, in training order. ``config`` is a config file path
-            or a config dict with a ``model`` entry; ``checkpoint`` is a
-            checkpoint file or a work directory holding mmengine's
-            ``last_checkpoint`` record. Checkpoints from kt's work
-            directories are fully unpickled, any other file only
-            weights-only (see ``registry_plugins.checkpoint_loading``).
+            or a config dict with a ``model`` entry (kt puts the teacher's
+            model there, so that training reads no other config);
+            ``checkpoint`` is a checkpoint file or a work directory holding
+            mmengine's ``last_checkpoint`` record, relative to the student's
+            work directory or absolute. Checkpoints are read weights-only
+            (see ``registry_plugins.checkpoint_loading``).
     """
 
     priority = 'VERY_HIGH'
@@ -59,7 +60,8 @@ class SequentialTeacherHook(Hook):
             raise TypeError(f'{type(student).__name__} cannot take teachers; '
                             "use model=dict(type='KTClassifier', ...)")
         for index, spec in enumerate(self.teachers, start=1):
-            teacher, description = self._build_teacher(spec, runner.logger)
+            teacher, description = self._build_teacher(spec, Path(runner.work_dir),
+                                                       runner.logger)
             if _num_classes(teacher) != _num_classes(student):
                 raise ValueError(
                     f'teacher {index} ({description}) predicts {_num_classes(teacher)} '
@@ -79,8 +81,8 @@ class SequentialTeacherHook(Hook):
         self._attached = True
 
     @staticmethod
-    def _build_teacher(spec: dict, logger) -> tuple:
-        config, checkpoint = spec['config'], resolve_checkpoint(spec['checkpoint'])
+    def _build_teacher(spec: dict, work_dir: Path, logger) -> tuple:
+        config, checkpoint = spec['config'], resolve_checkpoint(work_dir / spec['checkpoint'])
         teacher = load_trained_model(config, checkpoint, logger=logger)
         name = Path(config).name if isinstance(config, (str, Path)) else 'config dict'
         return teacher, f'{name} @ {checkpoint}'

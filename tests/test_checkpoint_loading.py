@@ -1,61 +1,105 @@
-"""Checkpoints are fully unpickled only inside kt's work directories."""
-import collections
+"""Every checkpoint is read weights-only, wherever it lies and whoever wrote it."""
+import os
 
 import pytest
 import torch
+from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
 from registry_plugins import (
     CheckpointError,
-    UntrustedCheckpointError,
-    is_kt_checkpoint,
+    UnsafeCheckpointError,
+    WeightsOnlyCheckpointHook,
     load_checkpoint_file,
-    mark_work_dir,
     resolve_checkpoint,
 )
-
-# Like mmengine's message hub: an object only a full unpickle can restore.
-Record = collections.namedtuple('Record', 'value')
+from registry_plugins.checkpoint_loading import latest_complete_checkpoint
 
 
-def save_full_checkpoint(path):
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': Record(1)}, path)
+class CodeRunningPayload:
+    """Unpickling this object would run a shell command that creates a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
 
 
-def test_full_checkpoint_in_a_kt_work_dir_loads_through_mmengine(tmp_path):
-    work_dir = tmp_path / 'work'
-    mark_work_dir(work_dir)
-    (work_dir / 'sub').mkdir()
-    checkpoint = work_dir / 'sub' / 'epoch_1.pth'
-    save_full_checkpoint(checkpoint)
-    assert is_kt_checkpoint(checkpoint)
-    loaded = CheckpointLoader.load_checkpoint(str(checkpoint), map_location='cpu')
-    assert loaded['message_hub'] == Record(1)
-
-
-def test_full_checkpoint_elsewhere_is_refused(tmp_path):
-    checkpoint = tmp_path / 'foreign.pth'
-    save_full_checkpoint(checkpoint)
-    assert not is_kt_checkpoint(checkpoint)
-    with pytest.raises(UntrustedCheckpointError, match='not inside a kt work directory'):
+def test_a_code_running_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / 'payload_ran'
+    checkpoint = tmp_path / 'work' / 'epoch_1.pth'
+    checkpoint.parent.mkdir()
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'extra': CodeRunningPayload(marker)},
+               checkpoint)
+    with pytest.raises(UnsafeCheckpointError, match='holds Python objects besides weights '
+                       r'\(posix.system\), which kt never unpickles'):
         CheckpointLoader.load_checkpoint(str(checkpoint), map_location='cpu')
+    assert not marker.exists()
 
 
-def test_plain_state_dict_elsewhere_loads_weights_only(tmp_path):
+def test_plain_mmengine_objects_are_refused_too(tmp_path):
+    checkpoint = tmp_path / 'mmengine.pth'
+    torch.save({'state_dict': {}, 'message_hub': {'log_scalars': {'x': HistoryBuffer()}}},
+               checkpoint)
+    with pytest.raises(UnsafeCheckpointError, match='HistoryBuffer'):
+        load_checkpoint_file(checkpoint)
+
+
+def test_checkpoint_hook_writes_plain_data_and_restores_history_buffers(tmp_path):
+    """What mmengine puts in a checkpoint (HistoryBuffers, numpy values) round-trips
+    through a weights-only load."""
+    import numpy as np
+    history = HistoryBuffer()
+    for value in (0.5, 0.25, 0.125):
+        history.update(value)
+    checkpoint = {'meta': {'epoch': 1, 'eta': np.float64(2.5)},
+                  'message_hub': {'log_scalars': {'train/loss': history},
+                                  'runtime_info': {'eta': np.float64(3.0)},
+                                  'resumed_keys': {'train/loss': True}}}
+    hook = WeightsOnlyCheckpointHook()
+    hook.before_save_checkpoint(None, checkpoint)
+    torch.save(checkpoint, tmp_path / 'epoch_1.pth')
+    loaded = load_checkpoint_file(tmp_path / 'epoch_1.pth')
+    assert loaded['meta']['eta'] == 2.5 and loaded['message_hub']['runtime_info']['eta'] == 3.0
+    hook.after_load_checkpoint(None, loaded)
+    restored = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(restored, HistoryBuffer)
+    assert restored.data[0].tolist() == [0.5, 0.25, 0.125]
+    assert restored.mean() == pytest.approx((0.5 + 0.25 + 0.125) / 3)
+
+
+def test_plain_state_dict_loads_weights_only(tmp_path):
     checkpoint = tmp_path / 'weights.pth'
     torch.save({'state_dict': {'w': torch.arange(3)}}, checkpoint)
     loaded = load_checkpoint_file(checkpoint)
     assert torch.equal(loaded['state_dict']['w'], torch.arange(3))
 
 
-def test_corrupt_checkpoint_is_reported(tmp_path):
-    work_dir = tmp_path / 'work'
-    mark_work_dir(work_dir)
-    checkpoint = work_dir / 'epoch_1.pth'
-    save_full_checkpoint(checkpoint)
+@pytest.mark.parametrize('content', [b'', os.urandom(2000)], ids=['empty', 'random bytes'])
+def test_a_file_that_is_no_checkpoint_is_called_that(tmp_path, content):
+    checkpoint = tmp_path / 'weights.pth'
+    checkpoint.write_bytes(content)
+    with pytest.raises(CheckpointError, match='is not a readable checkpoint') as error:
+        load_checkpoint_file(checkpoint)
+    assert not isinstance(error.value, UnsafeCheckpointError)
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    checkpoint = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'w': torch.ones(1000)}}, checkpoint)
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(CheckpointError, match='not a readable checkpoint'):
         load_checkpoint_file(checkpoint)
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
+    for epoch in (1, 2, 3):
+        torch.save({'state_dict': {'w': torch.ones(100)}}, tmp_path / f'epoch_{epoch}.pth')
+    newest = tmp_path / 'epoch_3.pth'
+    newest.write_bytes(newest.read_bytes()[:300])
+    assert latest_complete_checkpoint(tmp_path) == tmp_path / 'epoch_2.pth'
+    assert latest_complete_checkpoint(tmp_path / 'nothing') is None
 
 
 def test_missing_checkpoint_is_reported(tmp_path):
@@ -63,10 +107,11 @@ def test_missing_checkpoint_is_reported(tmp_path):
         load_checkpoint_file(tmp_path / 'missing.pth')
 
 
-def test_a_work_dir_stands_for_its_last_checkpoint(tmp_path):
+def test_a_work_dir_stands_for_its_last_checkpoint_even_when_moved(tmp_path):
     checkpoint = tmp_path / 'epoch_7.pth'
     checkpoint.write_bytes(b'')
-    (tmp_path / 'last_checkpoint').write_text(str(checkpoint))
+    # mmengine's record holds the absolute path the run was written to.
+    (tmp_path / 'last_checkpoint').write_text('/elsewhere/work/epoch_7.pth')
     assert resolve_checkpoint(tmp_path) == checkpoint
     assert resolve_checkpoint(checkpoint) == checkpoint
     empty = tmp_path / 'empty'

@@ -3,14 +3,17 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 
-The work directory is marked as kt's own, so its checkpoints can be resumed
-and used as teachers (see registry_plugins/checkpoint_loading.py).
+``--resume`` without CKPT continues from the newest complete checkpoint in the
+work dir (none: a fresh start). Checkpoints are written and read weights-only
+(see registry_plugins/checkpoint_loading.py).
 """
 import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
+if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli').is_dir():
+    # Run as a script from a source checkout: import its ktcli. (Installed, this file is
+    # ktcli/tools/train.py, ktcli is importable already, and nothing is added.)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
@@ -39,7 +42,9 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir,
                       launcher=args.launcher)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        from registry_plugins.checkpoint_loading import latest_complete_checkpoint
+        latest = latest_complete_checkpoint(cfg.work_dir)
+        cfg.resume, cfg.load_from = latest is not None, str(latest) if latest else None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.amp:
@@ -54,9 +59,6 @@ def main() -> None:
         cfg.auto_scale_lr.enable = True
 
     from mmengine.runner import Runner
-
-    from registry_plugins.checkpoint_loading import mark_work_dir
-    mark_work_dir(cfg.work_dir)
     Runner.from_cfg(cfg).train()
 
 

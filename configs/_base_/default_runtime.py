@@ -13,6 +13,12 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Checkpoints of tensors and plain values only: kt loads every file
+    # weights-only, so no checkpoint can run code.
+    weights_only_checkpoint=dict(type='WeightsOnlyCheckpointHook'),
+    # Random streams that depend on (seed, epoch) alone: a resumed run
+    # trains exactly the weights of an uninterrupted one.
+    epoch_seed=dict(type='EpochSeedHook'),
 )
 
 env_cfg = dict(

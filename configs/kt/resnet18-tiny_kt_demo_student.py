@@ -10,7 +10,8 @@ custom_hooks = [
         teachers=[
             dict(
                 config='configs/kt/resnet18-tiny_kt_demo.py',
-                # A work dir stands for its newest checkpoint (the last epoch's).
-                checkpoint='work_dirs/resnet18-tiny_kt_demo'),
+                # A work dir stands for its newest checkpoint (the last epoch's);
+                # relative paths start at this run's work dir.
+                checkpoint='../resnet18-tiny_kt_demo'),
         ]),
 ]

@@ -4,7 +4,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from registry_plugins import CheckpointError, build_model_from_config, mark_work_dir
+from registry_plugins import CheckpointError, build_model_from_config
 
 from ..conftest import write_tiny_config
 
@@ -56,7 +56,6 @@ def build_runner(tmp_path, demo_root, teachers, work_dir='student'):
         extra=f"custom_hooks = [dict(type='SequentialTeacherHook', teachers={teachers!r})]")
     cfg = Config.fromfile(str(config))
     cfg.work_dir = str(tmp_path / work_dir)
-    mark_work_dir(cfg.work_dir)
     return Runner.from_cfg(cfg)
 
 
@@ -76,7 +75,7 @@ def test_one_stage_with_two_frozen_teachers_trains_through_runner(tmp_path, demo
         for name, value in teacher.state_dict().items():
             assert torch.equal(value, weights[name]), name
 
-    checkpoint = torch.load(tmp_path / 'student' / 'epoch_1.pth', weights_only=False)
+    checkpoint = torch.load(tmp_path / 'student' / 'epoch_1.pth', weights_only=True)
     assert set(checkpoint['state_dict']) == set(student.state_dict())
     optimizer_params = sum(len(g['params']) for g in checkpoint['optimizer']['param_groups'])
     assert optimizer_params == len(list(student.parameters()))

@@ -2,7 +2,9 @@
 # car.py, air.py, custom.py set the dataset itself). Train: resize to
 # 600 x 600, random 448 crop with 8 px padding, horizontal flip. Test: resize
 # to 600 x 600, centre 448 crop. The whole test set is scored (no dropped
-# batch). Batch 32 in total. Normalisation: pretrained backbones bring the
+# batch). Batch 32 in total. Loader workers are seeded per epoch and started
+# afresh each epoch, so that a resumed run repeats an uninterrupted one exactly
+# (registry_plugins/epoch_seeding.py); kt caps them at the CPUs available. Normalisation: pretrained backbones bring the
 # mean/std of their weights in model.data_preprocessor (ImageNet's for ResNet-50
 # and VGG-16; the authors' code used 0.5/0.5 for those); the one below, ImageNet's,
 # applies to backbones trained from scratch.
@@ -29,14 +31,16 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=8,
-    persistent_workers=True,
+    persistent_workers=False,
+    worker_init_fn=dict(type='seed_loader_worker'),
     dataset=dict(pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = dict(
     batch_size=32,
     num_workers=8,
-    persistent_workers=True,
+    persistent_workers=False,
+    worker_init_fn=dict(type='seed_loader_worker'),
     dataset=dict(pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )

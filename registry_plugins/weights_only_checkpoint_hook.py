@@ -1,0 +1,62 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``, resume included."""
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+from mmpretrain.registry import HOOKS
+
+# Marks a HistoryBuffer written as plain data.
+_HISTORY = '__history_buffer__'
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with HistoryBuffers and numpy values turned into plain data."""
+    if isinstance(value, HistoryBuffer):
+        logs, counts = value.data
+        return {_HISTORY: True, 'max_length': value.max_length,
+                'logs': torch.as_tensor(logs), 'counts': torch.as_tensor(counts)}
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return type(value)((key, _plain(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
+def _history_buffer(value: dict) -> HistoryBuffer:
+    """Rebuild a HistoryBuffer that :func:`_plain` wrote."""
+    return HistoryBuffer(value['logs'].tolist(), value['counts'].tolist(), value['max_length'])
+
+
+@HOOKS.register_module()
+class WeightsOnlyCheckpointHook(Hook):
+    """Write checkpoints with tensors and plain Python values only.
+
+    mmengine 0.10.7 stores the message hub's ``HistoryBuffer`` objects and
+    numpy values in every checkpoint, so loading one needs a full unpickle,
+    which runs whatever code a file names. kt loads every checkpoint with
+    ``weights_only=True`` instead: before a checkpoint is saved this hook
+    turns those objects into tensors and plain values, and after one is
+    loaded for resuming it rebuilds the HistoryBuffers, so logging continues
+    as if the run had never stopped.
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Make the message hub and meta plain data."""
+        for key in ('message_hub', 'meta'):
+            if key in checkpoint:
+                checkpoint[key] = _plain(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Rebuild the message hub's HistoryBuffers."""
+        scalars = checkpoint.get('message_hub', {}).get('log_scalars', {})
+        for name, value in scalars.items():
+            if isinstance(value, dict) and value.get(_HISTORY):
+                scalars[name] = _history_buffer(value)
