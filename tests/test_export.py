@@ -39,25 +39,24 @@ def cli() -> typer.Typer:
 def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     """Append a stage like stage 1 but with these backbone strides and untrained weights."""
     import torch
-    from mmengine.config import Config
 
     from ktcli.stages.manifest import Manifest
+    from ktcli.stages.stage_files import read_stage_config, write_stage_config
     from ktcli.stages.work_dir import trained_stages
     from registry_plugins import build_model_from_config
 
     manifest = Manifest(work_dir)
     manifest.chain.append(digest)
     index = len(manifest.chain)
-    cfg = Config.fromfile(str(trained_stages(work_dir, [1])[0].config))
+    cfg = read_stage_config(trained_stages(work_dir, [1])[0].config)
     cfg.model.backbone.strides = strides
     stage_dir = work_dir / 'stages' / digest
-    stage_dir.mkdir(parents=True)
-    cfg.dump(str(stage_dir / 'config.py'))
+    write_stage_config(cfg, stage_dir)
     torch.manual_seed(index)
     torch.save(dict(state_dict=build_model_from_config(cfg).state_dict(), meta={}),
                stage_dir / 'epoch_1.pth')
     manifest.update(digest, index=index, status='done', dir=f'stages/{digest}',
-                    config=f'stages/{digest}/config.py',
+                    config=f'stages/{digest}/config.json',
                     checkpoint=f'stages/{digest}/epoch_1.pth')
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from ktcli.errors import UserError
 from ktcli.stages.stage_config import (
@@ -27,7 +28,9 @@ def digest(train_settings: TrainSettings, teachers=()) -> str:
     return stage_digest(cfg, [t.digest for t in teachers], train_settings.processes)
 
 
-TEACHER = Teacher('0123456789abcdef', WORK / 'a' / 'config.py', WORK / 'a' / 'epoch_100.pth')
+TEACHER_CONFIG = Config(dict(model=dict(type='KTClassifier', head=dict(num_classes=200)),
+                             data_preprocessor=dict(mean=[0.0] * 3, std=[1.0] * 3)))
+TEACHER = Teacher('0123456789abcdef', TEACHER_CONFIG, Path('..') / 'a' / 'epoch_100.pth')
 
 
 def test_paper_defaults_reach_the_config():
@@ -41,7 +44,8 @@ def test_paper_defaults_reach_the_config():
     assert cfg.randomness.seed == 1  # stage 2 of seed 0
     assert cfg.model.or_loss == dict(type='OrthogonalLoss', loss_weight=0.5, weighting='fixed')
     (hook, ) = cfg.custom_hooks
-    assert hook.teachers == [dict(config=str(TEACHER.config), checkpoint=str(TEACHER.checkpoint))]
+    # The teacher's model travels in the student's config; its checkpoint path stays relative.
+    assert hook.teachers == [dict(config=TEACHER_CONFIG.to_dict(), checkpoint='../a/epoch_100.pth')]
 
 
 def test_alpha_changes_only_stages_with_teachers():

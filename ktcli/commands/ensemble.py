@@ -24,7 +24,7 @@ def ensemble(
     fusion: Fusion = typer.Option(Fusion.softmax, help="softmax: average the members' "
                                   "probabilities; logits: sum their logits (the authors')."),
     models: Optional[str] = typer.Option(None, help='Stages to ensemble, e.g. 1,3,5 '
-                                         '(default: all).'),
+                                         '(default: all finished ones).'),
     json_path: Optional[Path] = typer.Option(None, '--json', help='Also write the figures here.'),
     csv_path: Optional[Path] = typer.Option(None, '--csv', help='Also write the figures here.'),
     batch_size: Optional[int] = typer.Option(None, min=1, help='Test batch size '

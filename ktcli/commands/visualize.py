@@ -21,7 +21,8 @@ def visualize(
     out: Path = typer.Option(Path('grid.png'), help='The PNG grid to write.'),
     count: int = typer.Option(6, min=1, help='How many test images to pick without --images.'),
     seed: int = typer.Option(0, help='Seed for picking test images.'),
-    models: Optional[str] = typer.Option(None, help='Stages to show, e.g. 1,2 (default: all).'),
+    models: Optional[str] = typer.Option(
+        None, help='Stages to show, e.g. 1,2 (default: all finished ones).'),
 ) -> None:
     """One row per image: the image as the models see it (the test pipeline's crop), then
     each stage's normalised attention map (SpatialAttention, upsampled) overlaid as a heat
@@ -40,7 +41,6 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images."""
     import numpy as np
     import torch
-    from mmengine.config import Config
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
@@ -49,8 +49,10 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     from registry_plugins import load_trained_model
 
     from ..reports.attention_overlay import overlay_attention
+    from ..stages.stage_files import read_stage_config
 
-    cfg = Config.fromfile(str(stages[0].config))
+    configs = [read_stage_config(stage.config) for stage in stages]
+    cfg = configs[0]
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     classes = dataset.metainfo['classes']
@@ -61,8 +63,8 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
         if not Path(image).is_file():
             raise UserError(f'image {image} does not exist')
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    members = [load_trained_model(stage.config, stage.checkpoint, logger='silent')
-               for stage in stages]
+    members = [load_trained_model(config, stage.checkpoint, logger='silent')
+               for config, stage in zip(configs, stages)]
 
     grid = Image.new('RGB', ((len(members) + 1) * CELL, len(images) * (CELL + TITLE)), 'white')
     draw = ImageDraw.Draw(grid)

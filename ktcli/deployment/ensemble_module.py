@@ -341,8 +341,10 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
 
     from registry_plugins import load_trained_model
 
+    from ..stages.stage_files import read_stage_config
+
     stages = trained_stages(work_dir, models)
-    configs = [Config.fromfile(str(stage.config)) for stage in stages]
+    configs = [read_stage_config(stage.config) for stage in stages]
     init_default_scope(configs[0].get('default_scope', 'mmpretrain'))
     members = [load_trained_model(cfg, stage.checkpoint, logger='silent')
                for cfg, stage in zip(configs, stages)]

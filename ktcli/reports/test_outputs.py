@@ -1,29 +1,33 @@
 """Each stage's logits and attention maps on the test split, computed once and cached."""
+import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import TYPE_CHECKING, Dict, Optional, Union
 
 import torch
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
 
 OUTPUTS_NAME = 'test_outputs.pt'
 
 
-def split_digest(config: Union[str, Path]) -> str:
+def split_digest(cfg: 'Config') -> str:
     """A digest of a config's test dataset (type, root, split, pipeline)."""
-    from mmengine.config import Config
-    dataset = Config.fromfile(str(config)).test_dataloader.dataset.to_dict()
+    dataset = cfg.test_dataloader.dataset.to_dict()
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def compute_test_outputs(config: Union[str, Path], checkpoint: Union[str, Path],
+def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
                          device: str = 'cpu',
                          batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Run a trained model over its config's test split.
 
     Args:
-        config (str | Path): The stage's config file.
+        cfg (Config): The stage's config.
         checkpoint (str | Path): Its checkpoint (file or work dir).
         device (str): Where to run. Defaults to ``'cpu'``.
         batch_size (int, optional): Overrides the config's test batch size.
@@ -33,13 +37,12 @@ def compute_test_outputs(config: Union[str, Path], checkpoint: Union[str, Path],
         dict: ``logits`` (N, classes), ``labels`` (N,) and ``attention``
         (N, H, W) normalised attention maps, on the CPU.
     """
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
     from registry_plugins import load_trained_model
 
-    cfg = Config.fromfile(str(config))
+    cfg = cfg.copy()
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
     if batch_size:
@@ -64,17 +67,33 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
 
     The cache is keyed by the stage digest and the test split
     (:func:`split_digest`), so any later report reuses it without another
-    forward pass, and a changed test split is recomputed.
+    forward pass, and a changed test split is recomputed. A cache that
+    cannot be read (truncated, not weights-only) is recomputed; one that
+    cannot be written is skipped.
+
+    Args:
+        stage_dir (Path): The stage directory, where the cache lives.
+        digest (str): The stage digest.
+        config (str | Path): The stage's ``config.json``.
+        checkpoint (str | Path): Its checkpoint.
+        device (str): Where to run. Defaults to ``'cpu'``.
+        batch_size (int, optional): Overrides the config's test batch size.
+            Defaults to None.
     """
+    from ..stages.stage_files import read_stage_config
+    cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
-    key = f'{digest}:{split_digest(config)}'
-    if path.is_file():
+    key = f'{digest}:{split_digest(cfg)}'
+    with contextlib.suppress(Exception):
         cached = torch.load(path, weights_only=True)
         if cached.get('key') == key:
             return cached['outputs']
-    outputs = compute_test_outputs(config, checkpoint, device, batch_size)
-    temporary = path.with_suffix('.tmp')
-    torch.save(dict(key=key, outputs=outputs), temporary)
-    temporary.replace(path)
+    outputs = compute_test_outputs(cfg, checkpoint, device, batch_size)
+    temporary = path.with_name(f'.{OUTPUTS_NAME}.{os.getpid()}.tmp')
+    try:
+        torch.save(dict(key=key, outputs=outputs), temporary)
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
     return outputs
 

@@ -1,35 +1,80 @@
-"""The work directory's record of its stages, safe against a kill at any moment."""
+"""The work directory's index of its stages: a cache of the stage directories."""
 import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .stage_files import CONFIG_DATA, STAGE_RECORD, read_stage_record, write_stage_record
+from .writing import write_atomically
+
 MANIFEST_NAME = 'kt_manifest.json'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+STAGES_DIR = 'stages'
+# WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
+STAGE_LINK = 'stage_{}'
 
 
 class Manifest:
     """Stages by digest (status, paths, metrics) plus the sequence last trained.
 
-    Every :meth:`save` writes a temporary file, syncs it and renames it over
-    the manifest, so a reader always finds either the old or the new
-    complete file.
+    Each stage directory holds its own record (``stage.json``) and every
+    update writes it there as well, so the manifest is a cache: when it is
+    missing, empty, truncated or invalid, it is rebuilt from the stage
+    directories and the ``stage_k`` links, with one line on stderr, and
+    nothing trained is lost. Every write replaces the file atomically.
 
     Args:
         work_dir (Path): The sequence's work directory.
     """
 
     def __init__(self, work_dir: Path) -> None:
-        self.path = Path(work_dir) / MANIFEST_NAME
+        self.work_dir = Path(work_dir)
+        self.path = self.work_dir / MANIFEST_NAME
         self.stages: Dict[str, dict] = {}
         self.chain: List[str] = []
         self.results: List[dict] = []
-        if self.path.is_file():
+        problem = self._load()
+        if problem is not None and self._rebuild():
+            print(f'{self.path} {problem}; rebuilt it from {len(self.stages)} stage '
+                  'director' + ('y' if len(self.stages) == 1 else 'ies'), file=sys.stderr)
+            self.save()
+
+    def _load(self) -> Optional[str]:
+        """Read the manifest; say what is wrong with it, if anything."""
+        if not self.path.is_file():
+            return 'is missing'
+        try:
             data = json.loads(self.path.read_text())
-            self.stages = data.get('stages', {})
-            self.chain = data.get('chain', [])
-            self.results = data.get('results', [])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return 'is unreadable (empty, truncated or not JSON)'
+        if (not isinstance(data, dict) or not isinstance(data.get('stages'), dict)
+                or not isinstance(data.get('chain'), list)):
+            return 'is not a kt manifest'
+        self.stages, self.chain = data['stages'], data['chain']
+        self.results = data.get('results', [])
+        return None
+
+    def _rebuild(self) -> bool:
+        """Recover the stages and the chain from the stage directories; False if none."""
+        stages_dir = self.work_dir / STAGES_DIR
+        self.stages = {}
+        for path in sorted(stages_dir.glob(f'*/{STAGE_RECORD}')):
+            record = read_stage_record(path.parent)
+            if record is not None:
+                # Paths come from where the directory is, not from what it says.
+                stage_dir = Path(STAGES_DIR) / path.parent.name
+                record.update(dir=str(stage_dir), config=str(stage_dir / CONFIG_DATA),
+                              checkpoint=str(stage_dir / Path(record.get('checkpoint', '')).name))
+                self.stages[record['digest']] = record
+        self.chain = []
+        while (self.work_dir / STAGE_LINK.format(len(self.chain) + 1)).is_symlink():
+            target = (self.work_dir / STAGE_LINK.format(len(self.chain) + 1)).readlink()
+            if target.name not in self.stages:
+                break
+            self.chain.append(target.name)
+        self.results = []
+        return bool(self.stages)
 
     def stage(self, digest: str) -> Optional[dict]:
         """The record of stage ``digest``, if any."""
@@ -39,23 +84,19 @@ class Manifest:
         """Whether stage ``digest`` finished and its checkpoint is still there."""
         record = self.stages.get(digest)
         return bool(record and record.get('status') == 'done'
-                    and (self.path.parent / record['checkpoint']).is_file())
+                    and (self.work_dir / record['checkpoint']).is_file())
 
     def update(self, digest: str, **fields) -> dict:
-        """Set fields of a stage's record and save."""
+        """Set fields of a stage's record and save it in the stage dir and the manifest."""
         record = self.stages.setdefault(digest, dict(digest=digest))
         record.update(fields, updated=time.strftime('%Y-%m-%dT%H:%M:%S'))
+        if 'dir' in record:
+            write_stage_record(self.work_dir / record['dir'], record)
         self.save()
         return record
 
     def save(self) -> None:
         """Write the manifest atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = dict(format=FORMAT_VERSION, stages=self.stages, chain=self.chain,
                     results=self.results)
-        temporary = self.path.with_name(f'.{self.path.name}.{os.getpid()}.tmp')
-        with open(temporary, 'w') as file:
-            json.dump(data, file, indent=2)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        write_atomically(self.path, json.dumps(data, indent=2))

@@ -17,7 +17,8 @@ def load_config(config: str,
     """Read a config and prepare it for a Runner.
 
     Applies ``cfg_options``, sets the work directory (``work_dir``, else the
-    config's own, else ``work_dirs/<config name>``) and the launcher. Without
+    config's own, else ``work_dirs/<config name>``) and the launcher, and
+    caps data loader workers at the CPUs available. Without
     a GPU, distributed runs use the gloo backend and a DDP wrapper without
     device ids (mmengine would pass the local rank as a CUDA device), and a
     torchrun-launched process joins its group here, since mmengine's own
@@ -42,6 +43,9 @@ def load_config(config: str,
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config).stem)
     cfg.launcher = launcher
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(name) and cfg[name].get('num_workers', 0) > available_cpus():
+            cfg[name].num_workers = available_cpus()
     if not torch.cuda.is_available():
         cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
         if launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
@@ -50,6 +54,11 @@ def load_config(config: str,
         if launcher == 'pytorch' and not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend='gloo')
     return cfg
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:

@@ -9,16 +9,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from registry_plugins.checkpoint_loading import mark_work_dir
-
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..reports.ensemble_figures import ensemble_rows
 from ..reports.test_outputs import cached_test_outputs
-from .launcher import TrainProgress, failure_reason, run_stage, train_command
-from .manifest import Manifest
+from .launcher import TrainProgress, failure_reason, run_stage, train_command, was_interrupted
+from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
-
-STAGES_DIR = 'stages'
+from .stage_files import CONFIG_DATA, write_stage_config
 
 
 @dataclass
@@ -46,14 +43,33 @@ class StageResult:
     train_seconds: float
 
 
+def check_overrides(cfg, overrides) -> None:
+    """Build a stage's model and training data, so that ``--cfg-options`` that break
+    the config fail before anything trains (no weights are loaded)."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
+
+    from registry_plugins import build_model_from_config
+    try:
+        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+        build_model_from_config(cfg)
+        DATASETS.build(cfg.train_dataloader.dataset)
+    except Exception as error:  # any failure to build means a bad override
+        options = ' '.join(f'{key}={value}' for key, value in overrides)
+        raise UserError(f'--cfg-options {options} break the config: '
+                        f'{type(error).__name__}: {first_line(error)}') from None
+
+
 class SequenceTrainer:
     """Trains stages 1..N of one sequence in a work directory.
 
     Stages live in ``WORK_DIR/stages/<digest>/`` (each an mmengine work
-    dir with its ``config.py``); ``WORK_DIR/stage_k`` links to the stage
-    that is k-th in the sequence last trained. The manifest
-    (``kt_manifest.json``) records every stage, so a stage whose digest is
-    already done is reused and an unfinished one resumes.
+    dir with its config as ``config.json`` and ``config.py`` and its record
+    ``stage.json``); ``WORK_DIR/stage_k`` links to the stage that is k-th in
+    the sequence last trained. The manifest (``kt_manifest.json``) indexes
+    every stage, so a stage whose digest is already done is reused and an
+    unfinished one resumes. Every path kept in the work dir is relative to
+    it, so a moved or copied work dir is reused the same way.
 
     Args:
         work_dir (Path): The sequence's work directory.
@@ -87,14 +103,16 @@ class SequenceTrainer:
         """
         stages: List[PlannedStage] = []
         for index in range(1, n + 1):
+            # A teacher's checkpoint, relative to the student's directory (a sibling's file).
             teachers = [] if independent else [
-                Teacher(s.digest, s.config_path, s.checkpoint) for s in stages]
+                Teacher(s.digest, s.cfg, Path('..') / s.digest / s.checkpoint.name)
+                for s in stages]
             cfg = compose_stage_config(self.settings, teachers, self.work_dir, index)
             digest = stage_digest(cfg, [t.digest for t in teachers], self.settings.processes)
             stage_dir = self.work_dir / STAGES_DIR / digest
             cfg.work_dir = str(stage_dir)
             checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
-            stages.append(PlannedStage(index, digest, cfg, stage_dir, stage_dir / 'config.py',
+            stages.append(PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA,
                                        checkpoint))
         return stages
 
@@ -114,16 +132,19 @@ class SequenceTrainer:
         self.manifest = Manifest(self.work_dir)
         stages = self.plan(n, independent)
         to_train = self.count_to_train(stages)
+        if self.settings.cfg_options:
+            check_overrides(stages[-1].cfg, self.settings.cfg_options)
         self.console.print(
             f'[bold]{n} stage{"s" if n > 1 else ""}[/]: {n - to_train} reused, '
             f'{to_train} to train, in {self.work_dir}')
-        mark_work_dir(self.work_dir)
         if not independent:
             self.manifest.chain = [s.digest for s in stages]
             self.manifest.save()
         reused, outputs = [], []
         for stage in stages:
             reused.append(self.manifest.is_done(stage.digest))
+            # Written afresh from the settings: kt never runs or trusts a config it finds.
+            write_stage_config(stage.cfg, stage.dir)
             if reused[-1]:
                 self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: reused')
             else:
@@ -144,9 +165,6 @@ class SequenceTrainer:
         return results
 
     def _train_stage(self, stage: PlannedStage, n: int) -> None:
-        stage.dir.mkdir(parents=True, exist_ok=True)
-        if not stage.config_path.is_file():
-            stage.cfg.dump(str(stage.config_path))
         # Time spent in earlier, interrupted sessions of this stage.
         earlier_seconds = (self.manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
         self.manifest.update(
@@ -159,6 +177,11 @@ class SequenceTrainer:
                                 self.launcher, self.srun_args)
         epochs = stage.cfg.train_cfg.max_epochs
         started = time.monotonic()
+
+        def save_time() -> None:
+            self.manifest.update(stage.digest,
+                                 train_seconds=earlier_seconds + time.monotonic() - started)
+
         with self._progress() as progress:
             task = progress.add_task('', total=None, stage=f'{stage.index}/{n}',
                                      status='starting', losses='')
@@ -172,18 +195,22 @@ class SequenceTrainer:
                 progress.update(task, total=total, completed=done, losses=losses,
                                 status=f'epoch {update.epoch}/{epochs} '
                                 f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
+                # Saved with every log line, so a killed kt loses little of it.
+                save_time()
 
             on_line = (lambda line: progress.console.print(line, markup=False, highlight=False)
                        ) if self.verbose else None
             try:
                 code, tail = run_stage(command, show, on_line)
             finally:
-                self.manifest.update(stage.digest,
-                                     train_seconds=earlier_seconds + time.monotonic() - started)
+                save_time()
+        if was_interrupted(code):
+            raise UserError(f'stage {stage.index} was interrupted (exit code {code}); rerun the '
+                            'same command to resume it from its last finished epoch')
         if code != 0 or not stage.checkpoint.is_file():
-            reason = failure_reason(tail)
-            raise UserError(f'stage {stage.index} failed (exit code {code}): {reason}; its logs '
-                            f'are in {stage.dir}; rerun the same command to resume it')
+            self.manifest.update(stage.digest, status='failed')
+            raise UserError(f'stage {stage.index} failed: {failure_reason(tail)} '
+                            f'(exit code {code}; logs in {stage.dir})')
         self.manifest.update(stage.digest, status='done')
         self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: trained')
 
@@ -195,7 +222,7 @@ class SequenceTrainer:
 
     def _link(self, stage: PlannedStage) -> None:
         """Point WORK_DIR/stage_k at the stage's directory."""
-        link = self.work_dir / f'stage_{stage.index}'
+        link = self.work_dir / STAGE_LINK.format(stage.index)
         if link.exists() and not link.is_symlink():
             return
         temporary = link.with_name(f'.{link.name}.tmp')

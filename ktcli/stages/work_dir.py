@@ -4,7 +4,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..errors import UserError
-from .manifest import MANIFEST_NAME, Manifest
+from .manifest import MANIFEST_NAME, STAGES_DIR, Manifest
+from .stage_files import CONFIG_DATA
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> Li
     Args:
         work_dir (Path): A work directory written by ``kt train``.
         models (Sequence[int], optional): 1-based stage indices to keep, in
-            the given order. Defaults to None (all stages).
+            the given order. Defaults to None (every finished stage).
 
     Returns:
         list[TrainedStage]: The stages.
@@ -34,17 +35,20 @@ def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> Li
             unfinished.
     """
     work_dir = Path(work_dir)
-    if not (work_dir / MANIFEST_NAME).is_file():
+    if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
         raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
                         'train one with `kt train`')
     manifest = Manifest(work_dir)
     stages = []
     for index, digest in enumerate(manifest.chain, start=1):
         record = manifest.stage(digest) or {}
-        stages.append(TrainedStage(index, digest, work_dir / record.get('dir', ''),
-                                   work_dir / record.get('config', ''),
+        stage_dir = work_dir / STAGES_DIR / digest
+        stages.append(TrainedStage(index, digest, stage_dir, stage_dir / CONFIG_DATA,
                                    work_dir / record.get('checkpoint', '')))
-    wanted = list(models) if models else [stage.index for stage in stages]
+    finished = [stage.index for stage in stages if manifest.is_done(stage.digest)]
+    if not models and not finished:
+        raise UserError(f'{work_dir} has no finished stage yet; run `kt train` to train one')
+    wanted = list(models) if models else finished
     for index in wanted:
         if not 1 <= index <= len(stages):
             raise UserError(f'{work_dir} has stages 1..{len(stages)}; there is no stage {index}')
