@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny demo dataset and tiny configs that train in seconds."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
+
+
+@pytest.fixture(scope='session', autouse=True)
+def image_check_cache(tmp_path_factory) -> Path:
+    """kt's cache of image-check verdicts, in the session's temporary folder (inherited by
+    every kt process a test starts) rather than the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp('kt_cache')
+    os.environ['KT_CACHE_DIR'] = str(cache)
+    return cache
 
 
 @pytest.fixture(scope='session')

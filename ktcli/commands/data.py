@@ -11,11 +11,9 @@ from rich.table import Table
 
 from ..data.check import DatasetSummary, summarise_dataset
 from ..data.download import download_dataset
+from ..data.image_verification import unreadable_error
 from ..data.specs import DATASETS
-from ..errors import UserError, exit_on_user_error
-
-# The unreadable images an error line lists before "and N more".
-LISTED_UNREADABLE = 3
+from ..errors import exit_on_user_error
 
 DatasetName = Enum('DatasetName', [(name, name) for name in DATASETS], type=str)
 
@@ -82,14 +80,6 @@ def _summary_table(summary: DatasetSummary) -> Table:
     return table
 
 
-def _unreadable_error(paths: list[Path]) -> UserError:
-    """The error for unreadable images, listing the first few."""
-    listed = ', '.join(str(path) for path in paths[:LISTED_UNREADABLE])
-    more = f' and {len(paths) - LISTED_UNREADABLE} more' if len(paths) > LISTED_UNREADABLE else ''
-    return UserError(f'{len(paths)} unreadable image(s): {listed}{more}; replace or re-download '
-                     'them')
-
-
 @data_app.command()
 def check(
     dataset: DatasetName = typer.Argument(..., help='The dataset to check.'),
@@ -108,4 +98,4 @@ def check(
             summary = summarise_dataset(dataset.value, root, verify_images=verify_images)
         console.print(_summary_table(summary))
         if summary.unreadable:
-            raise _unreadable_error(summary.unreadable)
+            raise unreadable_error(summary.root, summary.unreadable)

@@ -1,9 +1,11 @@
 """Check that a dataset is where kt looks for it, in the layout mmpretrain reads.
 
 ``check_layout`` only looks at the file tree, imports nothing heavy and runs
-in milliseconds, so that ``kt train`` can report a wrong data root before
-torch loads. ``summarise_dataset`` goes further: it loads every split through
-mmpretrain's own dataset classes and can open every image.
+in milliseconds, so that a wrong data root is reported before torch loads.
+``summarise_dataset`` goes further: it loads every split through mmpretrain's
+own dataset classes and can open every image. ``verified_data_root`` refuses,
+before ``kt train`` or ``kt ablate`` starts a stage, whatever ``kt data check``
+refuses.
 """
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError, first_line
+from .image_verification import unreadable_error, unreadable_images
 from .specs import DatasetSpec, dataset_spec
 
 if TYPE_CHECKING:
@@ -66,18 +69,27 @@ class DatasetSummary:
 
 
 def _has_image(folder: Path) -> bool:
-    """Whether a folder holds an image file, at any depth."""
-    return any(path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-               for path in folder.rglob('*'))
+    """Whether a folder holds an image file at any depth (mmengine skips hidden files)."""
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith('.')
+               and path.is_file() for path in folder.rglob('*'))
 
 
 def _class_folder_problem(split_dir: Path) -> str | None:
-    """What is wrong with an ImageFolder split, or None."""
+    """What is wrong with an ImageFolder split, or None.
+
+    Every folder in a split is a class to mmpretrain, so an empty one would
+    shift the class count (and, in test/, the labels).
+    """
     if not split_dir.is_dir():
         return f'{split_dir} is not a directory'
-    if any(_has_image(folder) for folder in split_dir.iterdir() if folder.is_dir()):
-        return None
-    return f'{split_dir} holds no class folder with an image'
+    folders = sorted(folder for folder in split_dir.iterdir() if folder.is_dir())
+    if not folders:
+        return f'{split_dir} holds no class folder'
+    empty = [folder for folder in folders if not _has_image(folder)]
+    if empty:
+        more = f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''
+        return f'the class folder {empty[0]}{more} holds no image; remove it or add its images'
+    return None
 
 
 def _required_entries(name: str, spec: DatasetSpec, root: Path) -> Sequence[str]:
@@ -141,7 +153,7 @@ def check_layout(name: str, root: str | Path) -> Path:
 
     Looks at the file tree only: the spec's required files, one of the two
     Stanford Cars layouts, or for ``custom`` a ``train/`` and a ``test/``
-    folder each with a class folder holding an image.
+    folder of class folders that each hold an image.
 
     Args:
         name: The dataset (cub, car, air, demo or custom).
@@ -279,31 +291,6 @@ def _check_labels(name: str, root: Path, split: str, labels: Iterable[int],
                         f'1..{num_classes}; fix the labels or the file')
 
 
-def unreadable_images(paths: Iterable[Path]) -> list[Path]:
-    """Return the images that are missing or cannot be fully decoded.
-
-    JPEGs are decoded at reduced scale, which still reads every byte, so
-    truncated files are caught at a fraction of the cost of a full decode.
-
-    Args:
-        paths: The image files.
-
-    Returns:
-        The unreadable ones, in the given order.
-    """
-    from PIL import Image
-
-    unreadable = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.draft(image.mode, (1, 1))
-                image.load()
-        except (OSError, SyntaxError, ValueError):
-            unreadable.append(path)
-    return unreadable
-
-
 def summarise_dataset(name: str, root: str | Path, verify_images: bool = True) -> DatasetSummary:
     """Load every split of a dataset as training would, and count what it holds.
 
@@ -342,3 +329,29 @@ def summarise_dataset(name: str, root: str | Path, verify_images: bool = True) -
                                    num_classes=len(set(labels)), unreadable=tuple(unreadable)))
     return DatasetSummary(name=name, root=resolved, num_classes=len(classes),
                           splits=tuple(splits), images_verified=verify_images)
+
+
+def verified_data_root(name: str, root: str | Path) -> Path:
+    """Check a dataset as ``kt data check`` does, before training starts.
+
+    Runs ``summarise_dataset`` with every image verified: the layout, the
+    loading of each split by mmpretrain, the labels, the class folders of
+    custom data, and every image (cached, so an unchanged dataset's images
+    are decoded once).
+
+    Args:
+        name: The dataset (cub, car, air, demo or custom).
+        root: The dataset root.
+
+    Returns:
+        The resolved root.
+
+    Raises:
+        UserError: If the dataset would not train correctly; the one-line
+            message names the first bad file or folder and how many more
+            images are bad.
+    """
+    summary = summarise_dataset(name, root, verify_images=True)
+    if summary.unreadable:
+        raise unreadable_error(summary.root, summary.unreadable)
+    return summary.root
