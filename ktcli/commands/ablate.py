@@ -1,5 +1,6 @@
 """``kt ablate alpha`` and ``kt ablate n``: the paper's Tables 2 and 3 from one command each."""
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -10,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
-from .training_options import TrainingOptions, announce, with_training_options
+from .training_options import (TrainingOptions, announce, finite_non_negative,
+                               with_training_options)
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
                          no_args_is_help=True)
@@ -22,8 +24,8 @@ def parse_numbers(text: str, kind: type, name: str) -> list:
         values = [kind(part) for part in text.split(',') if part.strip()]
     except ValueError:
         values = []
-    if not values:
-        raise UserError(f'{name} takes comma-separated numbers, got {text!r}')
+    if not values or not all(math.isfinite(value) for value in values):
+        raise UserError(f'{name} takes comma-separated finite numbers, got {text!r}')
     return values
 
 
@@ -96,7 +98,8 @@ def ablate_alpha(
 def ablate_n(
     options: TrainingOptions,
     max_n: int = typer.Option(6, min=1, help='Largest number of models (Table 3: 6).'),
-    alpha: float = typer.Option(0.5, min=0.0, help='Weight of the OR-loss for "Ours".'),
+    alpha: float = typer.Option(0.5, callback=finite_non_negative,
+                                help='Weight of the OR-loss for "Ours".'),
     seeds: str = typer.Option('0', help='Repeat over these seeds; cells show mean ± std.'),
 ) -> None:
     """Single and ensemble top-1 for N = 1..max, for models trained independently

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from .training_options import TrainingOptions, announce, with_training_options
+from ..stages.writing import write_atomically
+from .training_options import (TrainingOptions, announce, finite_non_negative,
+                               with_training_options)
 
 RESULTS_NAME = 'results.json'
 
@@ -17,7 +19,7 @@ RESULTS_NAME = 'results.json'
 def train(
     options: TrainingOptions,
     n: int = typer.Option(5, min=1, help='Number of models in the sequence.'),
-    alpha: float = typer.Option(0.5, min=0.0, help='Weight of the OR-loss.'),
+    alpha: float = typer.Option(0.5, callback=finite_non_negative, help='Weight of the OR-loss.'),
     seed: int = typer.Option(0, min=0, help='Random seed of the sequence (model k uses '
                              '1000 * seed + k - 1).'),
 ) -> None:
@@ -59,6 +61,6 @@ def print_results(console: Console, results: list, title: str) -> None:
 def write_results(work_dir: Path, settings, results: list) -> None:
     """Write results.json: the settings and, per stage, the figures of the table."""
     record = dict(vars(settings), cfg_options=dict(settings.cfg_options))
-    (work_dir / RESULTS_NAME).write_text(json.dumps(
+    write_atomically(work_dir / RESULTS_NAME, json.dumps(
         dict(settings=record, stages=[vars(result) for result in results]),
         indent=2, default=str))

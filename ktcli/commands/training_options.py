@@ -1,6 +1,7 @@
 """The training options shared by ``kt train`` and ``kt ablate``, declared once."""
 import functools
 import inspect
+import math
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ..data.specs import DATASETS, DatasetSpec, dataset_spec
+from ..errors import EXIT_USER_ERROR
 
 DatasetName = Enum('DatasetName', {name: name for name in DATASETS}, type=str)
 
@@ -31,6 +33,15 @@ class Launcher(str, Enum):
     slurm = 'slurm'
 
 
+def finite_non_negative(param: typer.CallbackParam, value: float) -> float:
+    """Refuse nan, inf and negative values of a float option while the command line is
+    parsed, in one line."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        typer.echo(f'error: {param.opts[0]} takes a finite number >= 0, got {value}', err=True)
+        raise typer.Exit(EXIT_USER_ERROR)
+    return value
+
+
 def _options_template(
     dataset: DatasetName = typer.Option('cub', help='Which dataset to train on.'),
     data_root: Optional[Path] = typer.Option(
@@ -44,8 +55,9 @@ def _options_template(
         'rescaled every step to alpha * L_CE.'),
     epochs: int = typer.Option(100, min=1, help='Epochs per model.'),
     batch_size: int = typer.Option(32, min=1, help='Total batch size over all processes.'),
-    lr: float = typer.Option(0.01, min=0.0, help='Head learning rate; a pretrained backbone '
-                             "learns at a tenth of it (the paper's ratio)."),
+    lr: float = typer.Option(0.01, callback=finite_non_negative,
+                             help='Head learning rate; a pretrained backbone learns at a '
+                             "tenth of it (the paper's ratio)."),
     img_size: Optional[int] = typer.Option(
         None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).'),
     pretrained: str = typer.Option(
@@ -114,15 +126,16 @@ class TrainingOptions:
         return self.work_dir or Path('work_dirs') / f'{prefix}{backbone}_{self.dataset.value}'
 
     def prepared_data_root(self, console: Console) -> Path:
-        """Check the data (writing the demo data on first use); return its root."""
+        """Check the data as ``kt data check`` does (writing the demo data on first use),
+        before any stage starts; return its root."""
         spec = self.spec()
         root = Path(self.data_root or spec.default_root)
         if spec.name == 'demo' and not root.exists():
             from ..data.demo import make_demo_dataset
             console.print(f'writing the demo dataset to {root}')
             make_demo_dataset(root)
-        from ..data.check import check_layout
-        return check_layout(spec.name, root)
+        from ..data.check import verified_data_root
+        return verified_data_root(spec.name, root)
 
     def settings(self, data_root: Path, alpha: float, seed: int):
         """The :class:`TrainSettings` of a sequence with this alpha and seed."""

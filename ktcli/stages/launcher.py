@@ -3,6 +3,7 @@ import collections
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .. import PROJECT_ROOT
+from ..errors import EXIT_INTERRUPTED
+from ..resources import TRAIN_SCRIPT
 
-TRAIN_SCRIPT = PROJECT_ROOT / 'tools' / 'train.py'
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 TRAIN_LINE = re.compile(
@@ -131,3 +132,12 @@ def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
         except subprocess.TimeoutExpired:
             process.kill()
         raise
+
+
+def was_interrupted(code: int) -> bool:
+    """Whether a stage's exit code means it was stopped (a signal, Ctrl-C), not that it failed.
+
+    Only an interrupted stage is worth resuming as it is; one that failed
+    (bad data, a bad value, out of memory) fails again until that is fixed.
+    """
+    return code < 0 or code in (EXIT_INTERRUPTED, 128 + signal.SIGKILL, 128 + signal.SIGTERM)
