@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Tuple
 
-if __package__ in (None, ''):
+if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli').is_dir():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402

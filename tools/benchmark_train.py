@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
-if __package__ in (None, ''):
+if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli').is_dir():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402

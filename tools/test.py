@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
+if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli').is_dir():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import exit_on_user_error  # noqa: E402

@@ -20,8 +20,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .. import PROJECT_ROOT, __version__
+from .. import __version__
 from ..errors import UserError
+from ..resources import IMPORT_ROOT
 from .ensemble_module import EnsembleModule, StageEnsemble
 from .export_verifier import METADATA_KEY, to_model_input
 
@@ -231,7 +232,7 @@ def _run_fresh(path: Path, batches: Dict[str, np.ndarray],
         process = subprocess.run(
             [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(path), str(inputs),
              str(results), '--device', device],
-            capture_output=True, text=True, cwd=PROJECT_ROOT)
+            capture_output=True, text=True, cwd=IMPORT_ROOT)
         if process.returncode != 0:
             lines = process.stderr.strip().splitlines()
             raise ExportCheckError('a fresh process could not run it '

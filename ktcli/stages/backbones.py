@@ -14,10 +14,10 @@ from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 
-from .. import PROJECT_ROOT
 from ..errors import UserError
+from ..resources import CONFIG_ROOT
 
-MODEL_CONFIGS = PROJECT_ROOT / 'configs' / '_base_' / 'models'
+MODEL_CONFIGS = CONFIG_ROOT / '_base_' / 'models'
 BACKBONE_ALIASES = {'vgg16': 'vgg16bn'}
 TIMM_PREFIX = 'timm/'
 # The model config that ``timm/<name>`` fills in.

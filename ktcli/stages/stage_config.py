@@ -8,13 +8,12 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .. import PROJECT_ROOT
 from ..data.specs import dataset_spec
 from ..errors import UserError
+from ..resources import CONFIG_ROOT
 from .backbones import backbone_config, configure_backbone
 from .runner_config import require_gpu
 
-CONFIG_ROOT = PROJECT_ROOT / 'configs'
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
 PRETRAINED_BACKBONE_LR_MULT = 0.1
 LOG_INTERVAL = 10
@@ -66,10 +65,11 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class Teacher:
-    """A finished earlier stage."""
+    """A finished earlier stage: its digest, its config and its checkpoint (a path
+    relative to the student's work directory, or absolute)."""
 
     digest: str
-    config: Path
+    config: Config
     checkpoint: Path
 
 
@@ -129,9 +129,13 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')] + [
         dict(type=_vis_backend(name)) for name in settings.vis_backends]
     if teachers:
+        # Each teacher's model travels inside the student's config, so training
+        # reads no other config file.
         cfg.custom_hooks = [dict(
             type='SequentialTeacherHook',
-            teachers=[dict(config=str(t.config), checkpoint=str(t.checkpoint))
+            teachers=[dict(config=dict(model=t.config.model,
+                                       data_preprocessor=t.config.get('data_preprocessor')),
+                           checkpoint=str(t.checkpoint))
                       for t in teachers])]
     cfg.merge_from_dict(dict(settings.cfg_options))
     cfg.work_dir = str(work_dir)
@@ -157,8 +161,9 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
 
     Covers the model (the OR-loss only when there are teachers, so alpha
     does not touch stage 1), input normalisation, training data and
-    pipeline, total batch size, optimizer, schedule, epochs and seed, and
-    the teachers' own digests; not logging, evaluation or paths of outputs.
+    pipeline, total batch size, optimizer, schedule, epochs, seed and how
+    it is applied per epoch, and the teachers' own digests; not logging,
+    evaluation or paths of outputs.
 
     Args:
         cfg (Config): The stage config.
@@ -183,6 +188,7 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
         param_scheduler=cfg.param_scheduler,
         max_epochs=cfg.train_cfg.max_epochs,
         randomness=cfg.randomness,
+        epoch_seeding=cfg.default_hooks.get('epoch_seed'),
         teachers=list(teacher_digests),
     )
     text = json.dumps(payload, sort_keys=True, default=_jsonable)
