@@ -73,7 +73,7 @@ def load_checkpoint_file(filename: Union[str, Path],
             f'{filename} holds Python objects besides weights ({refused.group(1)}), which '
             'kt never unpickles; if you trust the file, save its state_dict alone with '
             'torch.save(...) and pass that, or retrain it with this kt') from None
-    except (RuntimeError, EOFError, OSError) as error:
+    except Exception as error:  # garbage can fail the unpickler in any way
         raise CheckpointError(_unreadable(filename, first_line(error))) from None
 
 
