@@ -4,6 +4,7 @@ import typer
 from . import __version__
 from .commands.ablate import ablate_app
 from .commands.data import data_app
+from .commands.distill import distill
 from .commands.ensemble import ensemble
 from .commands.export import export
 from .commands.predict import predict
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False)
 app.command()(train)
 app.command()(ensemble)
+app.command()(distill)
 app.command()(visualize)
 app.command()(export)
 app.command()(predict)

@@ -13,11 +13,12 @@ warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformable
 from .bn_mlp_cls_head import BNMLPClsHead
 from .checkpoint_loading import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
                                  resolve_checkpoint)
+from .distillation_loss import EnsembleDistillationLoss, ensemble_distillation_loss
 from .epoch_seeding import EpochSeedHook, seed_loader_worker
 from .freezable_timm_backbone import FreezableTIMMBackbone
 from .global_max_pooling import GlobalMaxPooling
 from .input_normalisation import InputRenormalisation, input_normalisation
-from .kt_classifier import KTClassifier
+from .kt_classifier import KTClassifier, KTDistiller
 from .orthogonal_loss import OrthogonalLoss, orthogonal_loss
 from .pretrained_init import CompletePretrainedInit
 from .sequential_teacher_hook import SequentialTeacherHook
@@ -26,8 +27,9 @@ from .trained_model import build_model_from_config, load_trained_model
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EpochSeedHook',
-    'FreezableTIMMBackbone', 'GlobalMaxPooling', 'InputRenormalisation', 'KTClassifier',
+    'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EnsembleDistillationLoss',
+    'EpochSeedHook', 'FreezableTIMMBackbone', 'GlobalMaxPooling', 'InputRenormalisation',
+    'KTClassifier', 'KTDistiller', 'ensemble_distillation_loss',
     'OrthogonalLoss', 'SequentialTeacherHook', 'SpatialAttention', 'UnsafeCheckpointError',
     'WeightsOnlyCheckpointHook', 'build_model_from_config', 'input_normalisation',
     'load_checkpoint_file', 'load_trained_model', 'orthogonal_loss', 'resolve_checkpoint',

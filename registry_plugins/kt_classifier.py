@@ -152,3 +152,68 @@ class KTClassifier(ImageClassifier):
             losses['loss_or'] = self.or_loss(
                 self.attention(feats[-1]), teacher_maps, ce_loss=losses['loss_ce'])
         return losses
+
+
+@MODELS.register_module()
+class KTDistiller(KTClassifier):
+    """One student trained to reproduce the ensemble of its (frozen) teachers.
+
+    The teachers are attached as for :class:`KTClassifier` (by
+    ``SequentialTeacherHook``) but run their full forward, under
+    ``torch.no_grad()`` in eval mode: their logits give the ensemble's soft
+    targets, their attention maps the union the student may be pulled
+    towards. The loss is the head's cross-entropy (its ``loss_weight``)
+    plus ``distill_loss`` (see
+    :class:`~registry_plugins.distillation_loss.EnsembleDistillationLoss`);
+    there is no OR-loss. Outside training it is a plain classifier: its
+    checkpoint holds the student alone.
+
+    Args:
+        distill_loss (dict): The distillation loss config. Defaults to
+            ``dict(type='EnsembleDistillationLoss')``.
+        **kwargs: The arguments of :class:`KTClassifier` (``or_loss`` is
+            ignored).
+    """
+
+    def __init__(self, distill_loss: dict = dict(type='EnsembleDistillationLoss'),
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.or_loss = None
+        self.distill_loss = MODELS.build(distill_loss)
+
+    def teacher_outputs(self, inputs: torch.Tensor
+                        ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Each teacher's logits and attention maps for ``inputs``, no grad."""
+        with torch.no_grad():
+            outputs = [teacher.logits_and_attention(renormalise(inputs))
+                       for teacher, renormalise in zip(self._teachers, self._teacher_inputs)]
+        return [logits for logits, _ in outputs], [maps for _, maps in outputs]
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
+        """Cross-entropy plus the distillation terms.
+
+        Args:
+            inputs (Tensor): Preprocessed images (B, 3, H, W).
+            data_samples (List[DataSample]): The samples' annotations.
+
+        Returns:
+            dict[str, Tensor]: ``loss_ce`` and ``loss_kd`` (and ``loss_at``
+            when its weight is not zero).
+
+        Raises:
+            RuntimeError: No teacher is attached.
+        """
+        if not self._teachers:
+            raise RuntimeError('KTDistiller trains against teachers: attach them with '
+                               'SequentialTeacherHook')
+        teacher_logits, teacher_maps = self.teacher_outputs(inputs)
+        feats = self.backbone(inputs)
+        neck_feats = self.neck(feats) if self.with_neck else feats
+        losses = {
+            'loss_ce' if name == 'loss' else name: value
+            for name, value in self.head.loss(neck_feats, data_samples).items()
+        }
+        logits = self.head(neck_feats)
+        losses.update(self.distill_loss(logits, teacher_logits, self.attention(feats[-1]),
+                                        teacher_maps))
+        return losses

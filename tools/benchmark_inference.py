@@ -1,6 +1,6 @@
 """Benchmark: the ensemble's inference speed in eager PyTorch, TorchScript and ONNX Runtime.
 
-    python tools/benchmark_inference.py WORK_DIR [--models 1,2,3] [--img-size N]
+    python tools/benchmark_inference.py WORK_DIR [--models 1,2,3] [--student] [--img-size N]
         [--iters 10] [--warmup 2] [--threads N] [--batch-sizes 1 16]
     python tools/benchmark_inference.py --config configs/kt/resnet50_kt_cub.py --members 5
         --img-size 448 --iters 3
@@ -13,7 +13,8 @@ Python loop over the members), the TorchScript file (torch.jit.load) and the ONN
 onnxruntime's CPU provider. Each engine gets ``--warmup`` untimed and ``--iters`` timed
 calls per batch size; the table shows the median latency per call, images/s
 (batch / median) and the throughput ratio to eager, plus the largest difference of each
-engine's probabilities from eager.
+engine's probabilities from eager. ``--student`` also times the work dir's distilled
+student (``kt distill``) in the same run, so the deployment trade-off is one table.
 """
 import argparse
 import statistics
@@ -49,6 +50,8 @@ def parse_args() -> argparse.Namespace:
         description='Time the ensemble in eager PyTorch, TorchScript and ONNX Runtime.')
     parser.add_argument('work_dir', nargs='?', type=Path, help='a work dir written by kt train')
     parser.add_argument('--models', help='stages of the work dir, e.g. 1,2,3 (default: all)')
+    parser.add_argument('--student', action='store_true',
+                        help="also time the work dir's distilled student (kt distill)")
     parser.add_argument('--config', type=Path,
                         help='synthetic mode: build --members untrained members of this config')
     parser.add_argument('--members', type=int, default=5, help='members in synthetic mode')
@@ -102,6 +105,33 @@ def timed_runs(run: Callable, inputs: np.ndarray, warmup: int,
     return statistics.median(times), outputs
 
 
+def engine_rows(label: str, ensemble: StageEnsemble, batches: dict, args: argparse.Namespace,
+                folder: Path) -> list:
+    """Export ``ensemble`` into ``folder`` and time it on every engine and batch.
+
+    Returns:
+        list: ``(model label, engine, batch, seconds per call, max |Δp| vs eager)`` rows.
+    """
+    runners = {}
+    for name, model_format in ENGINES:
+        if model_format is None:
+            runners[name] = torch_runner(ensemble.module)
+            continue
+        path = folder / f'{label}.{"pt" if model_format == "torchscript" else "onnx"}'
+        write_model(ensemble.module, torch.from_numpy(batches[max(batches)][:2]), path,
+                    ensemble_metadata(ensemble, model_format), model_format)
+        runners[name] = ExportedModel(path, threads=args.threads)
+    rows = []
+    for size, inputs in batches.items():
+        for name, run in runners.items():
+            seconds, outputs = timed_runs(run, inputs, args.warmup, args.iters)
+            if name == 'eager':  # the first engine: the others are compared with it
+                reference = outputs[0]
+            rows.append((label, name, size, seconds,
+                         float(np.abs(outputs[0] - reference).max())))
+    return rows
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -111,6 +141,11 @@ def main() -> None:
     else:
         ensemble = synthetic_ensemble(args.config, args.members)
         source = f'{args.members} untrained x {args.config.name}'
+    models = {f'ensemble of {len(ensemble.indices)}': ensemble}
+    if args.student:
+        if args.work_dir is None:
+            raise UserError('--student needs a WORK_DIR with a distilled student')
+        models['student'] = load_work_dir_ensemble(args.work_dir, 'distilled')
     height, width = (args.img_size, args.img_size) if args.img_size else \
         ensemble.preprocessing.input_size
     rng = np.random.default_rng(0)
@@ -118,32 +153,20 @@ def main() -> None:
                for size in args.batch_sizes}
 
     with tempfile.TemporaryDirectory(prefix='kt_benchmark_') as folder:
-        runners = {}
-        for name, model_format in ENGINES:
-            if model_format is None:
-                runners[name] = torch_runner(ensemble.module)
-                continue
-            path = Path(folder) / f'ensemble.{"pt" if model_format == "torchscript" else "onnx"}'
-            write_model(ensemble.module, torch.from_numpy(batches[max(batches)][:2]), path,
-                        ensemble_metadata(ensemble, model_format), model_format)
-            runners[name] = ExportedModel(path, threads=args.threads)
-        rows = []
-        for size, inputs in batches.items():
-            for name, run in runners.items():
-                seconds, outputs = timed_runs(run, inputs, args.warmup, args.iters)
-                if name == 'eager':  # the first engine: the others are compared with it
-                    reference = outputs[0]
-                rows.append((name, size, seconds, float(np.abs(outputs[0] - reference).max())))
+        rows = [row for label, model in models.items()
+                for row in engine_rows(label, model, batches, args, Path(folder))]
 
-    eager = {size: seconds for name, size, seconds, _ in rows if name == 'eager'}
+    eager = {(label, size): seconds for label, name, size, seconds, _ in rows
+             if name == 'eager'}
     threads = f'{args.threads} thread{"s" if args.threads > 1 else ""}'
-    table = Table(title=f'{source}: {len(ensemble.indices)} members, {height} x {width} px, '
-                  f'{threads}, median of {args.iters} calls')
-    for column in ('engine', 'batch', 'ms / call', 'images/s', 'x eager', 'max |Δp| vs eager'):
+    table = Table(title=f'{source}: {height} x {width} px, {threads}, median of {args.iters} '
+                  'calls')
+    for column in ('model', 'engine', 'batch', 'ms / call', 'images/s', 'x eager',
+                   'max |Δp| vs eager'):
         table.add_column(column, justify='right')
-    for name, size, seconds, difference in rows:
-        table.add_row(name, str(size), f'{seconds * 1000:.1f}', f'{size / seconds:.1f}',
-                      f'{eager[size] / seconds:.2f}', f'{difference:.1e}')
+    for label, name, size, seconds, difference in rows:
+        table.add_row(label, name, str(size), f'{seconds * 1000:.1f}', f'{size / seconds:.1f}',
+                      f'{eager[label, size] / seconds:.2f}', f'{difference:.1e}')
     Console().print(table)
 
 

@@ -58,6 +58,9 @@ def ensemble(
                           f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
                           _figure(row.disagreement))
         console.print(table)
+        students = student_rows(work_dir, stages, outputs, device, batch_size)
+        if students:
+            console.print(students)
         records = [asdict(row) for row in rows]
         if json_path:
             json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records), indent=2))
@@ -66,6 +69,35 @@ def ensemble(
                 writer = csv.DictWriter(file, fieldnames=list(records[0]))
                 writer.writeheader()
                 writer.writerows(records)
+
+
+def student_rows(work_dir: Path, stages: list, outputs: list, device: str,
+                 batch_size: Optional[int]) -> Optional[Table]:
+    """The distilled students of ensembled stages: top-1 and the share of the gap between
+    their best member and their members' ensemble they close (None if there are none)."""
+    from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
+    from ..reports.test_outputs import cached_test_outputs
+    from ..stages.distillation import distilled_students
+    from .distill import gap_closed
+
+    by_digest = {stage.digest: (stage, output) for stage, output in zip(stages, outputs)}
+    table = Table(title='distilled students (kt distill)')
+    for column in ('student', 'of stages', 'top-1', 'members\' ensemble', 'gap closed'):
+        table.add_column(column, justify='right')
+    for student in distilled_students(work_dir):
+        members = student.members
+        if not members or not set(members) <= set(by_digest):
+            continue
+        member_stages, member_outputs = zip(*(by_digest[digest] for digest in members))
+        ensemble_top1 = ensemble_rows(list(member_outputs), [s.index for s in member_stages],
+                                      list(members))[-1].ensemble_top1
+        best = max(topk_accuracy(o['logits'], o['labels']) for o in member_outputs)
+        output = cached_test_outputs(student.dir, student.digest, student.config,
+                                     student.checkpoint, device, batch_size)
+        top1 = topk_accuracy(output['logits'], output['labels'])
+        table.add_row(student.digest, ','.join(str(s.index) for s in member_stages),
+                      f'{top1:.2f}', f'{ensemble_top1:.2f}', gap_closed(top1, best, ensemble_top1))
+    return table if table.row_count else None
 
 
 def _figure(value: Optional[float], digits: int = 2) -> str:

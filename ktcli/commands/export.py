@@ -22,7 +22,8 @@ def export(
     model_format: ExportFormat = typer.Option(..., '--format', help='onnx (opset 18, for '
                                               'onnxruntime) or torchscript (torch.jit.load).'),
     models: Optional[str] = typer.Option(
-        None, '--models', help='Stages to ensemble, e.g. 1,2,3 (default: all finished ones).'),
+        None, '--models', help='Stages to ensemble, e.g. 1,2,3, or distilled for the student of '
+        '`kt distill` alone (default: all finished stages).'),
     out: Optional[Path] = typer.Option(
         None, '--out', help='The file to write (default: WORK_DIR/exports/ensemble_<stages>'
         '.onnx or .pt).'),
@@ -55,9 +56,17 @@ def export(
         ensemble = load_work_dir_ensemble(work_dir, parse_models(models), fusion.value,
                                           with_attention, include_preprocessing, device)
         path = out or default_output(work_dir, ensemble.indices, model_format.value)
-        with console.status(f'exporting stages {ensemble.indices} to {escape(str(path))}'):
+        with console.status(f'exporting {members_label(ensemble.indices)} to '
+                            f'{escape(str(path))}'):
             result = export_ensemble(ensemble, model_format.value, path, batch_size)
         print_check(console, result)
+
+
+def members_label(indices: list) -> str:
+    """``stages 1, 2, 3``, or ``the distilled student`` (stage index 0)."""
+    if list(indices) == [0]:
+        return 'the distilled student'
+    return 'stages ' + ', '.join(str(index) for index in indices)
 
 
 def print_check(console: Console, result) -> None:
@@ -68,8 +77,8 @@ def print_check(console: Console, result) -> None:
         result (ExportResult): What :func:`ktcli.deployment.export.export_ensemble` returned.
     """
     metadata = result.metadata
-    stages = ', '.join(str(stage['index']) for stage in metadata['stages'])
-    console.print(f'{metadata["format"]} export of stages {stages} ({metadata["fusion"]} '
+    indices = [stage['index'] for stage in metadata['stages']]
+    console.print(f'{metadata["format"]} export of {members_label(indices)} ({metadata["fusion"]} '
                   f'fusion), checked in a fresh process on {result.images}:', soft_wrap=True)
     table = Table()
     for column in ('batch', 'max |Δ prob|', 'top-1 agree', 'max |Δ attention|'):

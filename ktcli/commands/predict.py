@@ -43,8 +43,8 @@ def predict(
         None, '--attention-out', help="Write each image with every member's attention map "
         'over it to this folder (one PNG per image).'),
     models: Optional[str] = typer.Option(
-        None, '--models', help='With a work dir: the stages to ensemble, e.g. 1,3 (default: '
-        'all finished ones).'),
+        None, '--models', help='With a work dir: the stages to ensemble, e.g. 1,3, or distilled '
+        'for the student of `kt distill` (default: all finished stages).'),
     fusion: Optional[Fusion] = typer.Option(
         None, help='With a work dir: softmax (average the softmaxes; the default) or logits '
         '(softmax of the summed logits).'),

@@ -323,8 +323,9 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
 
     Args:
         work_dir (Path): A work directory written by ``kt train``.
-        models (Sequence[int], optional): 1-based stage indices. Defaults to
-            None (all stages).
+        models (Sequence[int] | str, optional): 1-based stage indices, or
+            ``'distilled'`` for the newest distilled student alone. Defaults
+            to None (every finished stage).
         fusion (str): See :func:`fused_probabilities`. Defaults to ``'softmax'``.
         with_attention (bool): Also output attention maps. Defaults to False.
         include_preprocessing (bool): Normalise 0..255 input in the module.

@@ -101,9 +101,10 @@ def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
 
 
 def default_output(work_dir: Path, indices: List[int], model_format: str) -> Path:
-    """``WORK_DIR/exports/ensemble_<stages>.<onnx|pt>``."""
-    stages = '-'.join(str(index) for index in indices)
-    return Path(work_dir) / 'exports' / f'ensemble_{stages}{SUFFIXES[model_format]}'
+    """``WORK_DIR/exports/ensemble_<stages>.<onnx|pt>`` (``student.<onnx|pt>`` for a distilled
+    student, stage index 0)."""
+    name = 'student' if list(indices) == [0] else 'ensemble_' + '-'.join(map(str, indices))
+    return Path(work_dir) / 'exports' / f'{name}{SUFFIXES[model_format]}'
 
 
 def write_model(module: EnsembleModule, example: torch.Tensor, path: Path, metadata: dict,

@@ -3,19 +3,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from ..errors import UserError, first_line
-from ..reports.ensemble_figures import ensemble_rows
+from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
 from ..reports.test_outputs import cached_test_outputs
 from .launcher import TrainProgress, failure_reason, run_stage, train_command, was_interrupted
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_files import CONFIG_DATA, write_stage_config
+from .work_dir import DISTILLED
 
 
 @dataclass
@@ -108,13 +109,16 @@ class SequenceTrainer:
                 Teacher(s.digest, s.cfg, Path('..') / s.digest / s.checkpoint.name)
                 for s in stages]
             cfg = compose_stage_config(self.settings, teachers, self.work_dir, index)
-            digest = stage_digest(cfg, [t.digest for t in teachers], self.settings.processes)
-            stage_dir = self.work_dir / STAGES_DIR / digest
-            cfg.work_dir = str(stage_dir)
-            checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
-            stages.append(PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA,
-                                       checkpoint))
+            stages.append(self._placed(cfg, index, [t.digest for t in teachers]))
         return stages
+
+    def _placed(self, cfg, index: int, teacher_digests: List[str]) -> PlannedStage:
+        """A composed stage with its digest and its place in the work dir."""
+        digest = stage_digest(cfg, teacher_digests, self.settings.processes)
+        stage_dir = self.work_dir / STAGES_DIR / digest
+        cfg.work_dir = str(stage_dir)
+        checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
+        return PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA, checkpoint)
 
     def count_to_train(self, stages: List[PlannedStage]) -> int:
         """How many distinct stages among ``stages`` are not trained yet."""
@@ -148,7 +152,7 @@ class SequenceTrainer:
             if reused[-1]:
                 self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: reused')
             else:
-                self._train_stage(stage, n)
+                self._train_stage(stage, f'{stage.index}/{n}')
             if not independent:
                 self._link(stage)
             outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
@@ -156,7 +160,8 @@ class SequenceTrainer:
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
         results = []
         for row, was_reused in zip(rows, reused):
-            record = self.manifest.update(row.digest, top1=row.top1)
+            record = self.manifest.update(row.digest, top1=row.top1,
+                                          settings=self.settings.to_record())
             results.append(StageResult(row.index, row.digest, was_reused, row.top1,
                                        row.ensemble_top1, row.or_overlap,
                                        record.get('train_seconds', 0.0)))
@@ -164,7 +169,36 @@ class SequenceTrainer:
         self.manifest.save()
         return results
 
-    def _train_stage(self, stage: PlannedStage, n: int) -> None:
+    def distil(self, cfg, members: List[str]) -> Tuple[StageResult, dict]:
+        """Train (or reuse) a student distilled from the stages ``members`` and score it.
+
+        Args:
+            cfg (Config): The student's config (see
+                :func:`~ktcli.stages.distillation.compose_student_config`).
+            members (list[str]): The members' digests, in order.
+
+        Returns:
+            tuple: The student's result (``index`` 0, no ensemble figures)
+            and its test outputs.
+        """
+        self.manifest = Manifest(self.work_dir)
+        stage = self._placed(cfg, 0, members)
+        reused = self.manifest.is_done(stage.digest)
+        write_stage_config(stage.cfg, stage.dir)
+        self.manifest.update(stage.digest, kind=DISTILLED, members=list(members),
+                             settings=self.settings.to_record())
+        if reused:
+            self.console.print(f'student [dim]{stage.digest}[/]: reused')
+        else:
+            self._train_stage(stage, 'student')
+        outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
+                                      stage.checkpoint, self.device)
+        top1 = topk_accuracy(outputs['logits'], outputs['labels'])
+        record = self.manifest.update(stage.digest, top1=top1)
+        return StageResult(0, stage.digest, reused, top1, top1, None,
+                           record.get('train_seconds', 0.0)), outputs
+
+    def _train_stage(self, stage: PlannedStage, label: str) -> None:
         # Time spent in earlier, interrupted sessions of this stage.
         earlier_seconds = (self.manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
         self.manifest.update(
@@ -183,7 +217,7 @@ class SequenceTrainer:
                                  train_seconds=earlier_seconds + time.monotonic() - started)
 
         with self._progress() as progress:
-            task = progress.add_task('', total=None, stage=f'{stage.index}/{n}',
+            task = progress.add_task('', total=None, stage=label,
                                      status='starting', losses='')
 
             def show(update: TrainProgress) -> None:
@@ -205,14 +239,14 @@ class SequenceTrainer:
             finally:
                 save_time()
         if was_interrupted(code):
-            raise UserError(f'stage {stage.index} was interrupted (exit code {code}); rerun the '
+            raise UserError(f'stage {label} was interrupted (exit code {code}); rerun the '
                             'same command to resume it from its last finished epoch')
         if code != 0 or not stage.checkpoint.is_file():
             self.manifest.update(stage.digest, status='failed')
-            raise UserError(f'stage {stage.index} failed: {failure_reason(tail)} '
+            raise UserError(f'stage {label} failed: {failure_reason(tail)} '
                             f'(exit code {code}; logs in {stage.dir})')
         self.manifest.update(stage.digest, status='done')
-        self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: trained')
+        self.console.print(f'stage {label} [dim]{stage.digest}[/]: trained')
 
     def _progress(self) -> Progress:
         return Progress(SpinnerColumn(), TextColumn('[bold]stage {task.fields[stage]}'),

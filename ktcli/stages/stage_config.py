@@ -1,4 +1,5 @@
 """Compose the complete mmengine config of one stage of a kt sequence."""
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -53,6 +54,23 @@ class TrainSettings:
     num_classes: Optional[int] = None
     cfg_options: Tuple[Tuple[str, object], ...] = ()
     vis_backends: Tuple[str, ...] = ()
+
+    def to_record(self) -> dict:
+        """The settings as JSON data (kept in each stage's record)."""
+        return dict(vars(self), cfg_options=[list(item) for item in self.cfg_options],
+                    vis_backends=list(self.vis_backends))
+
+    @classmethod
+    def from_record(cls, record: dict) -> 'TrainSettings':
+        """Settings read back from :meth:`to_record`'s data (unknown keys are refused)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(record) - known
+        if unknown:
+            raise UserError(f'unknown training settings {sorted(unknown)}; the work dir was '
+                            'written by another kt version')
+        return cls(**dict(record, cfg_options=tuple(tuple(item) for item in
+                                                    record.get('cfg_options', ())),
+                          vis_backends=tuple(record.get('vis_backends', ()))))
 
     def backbone_of(self, index: int) -> str:
         """Stage ``index``'s backbone: the index-th of a comma-separated ``backbone``

@@ -1,7 +1,7 @@
 """The trained stages of a kt work directory, as the later commands use them."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from ..errors import UserError
 from .manifest import MANIFEST_NAME, STAGES_DIR, Manifest
@@ -19,13 +19,19 @@ class TrainedStage:
     checkpoint: Path
 
 
-def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> List[TrainedStage]:
+# ``--models distilled``: the newest student ``kt distill`` trained in the work dir.
+DISTILLED = 'distilled'
+
+
+def trained_stages(work_dir: Path,
+                   models: Union[Sequence[int], str, None] = None) -> List[TrainedStage]:
     """The finished stages of ``work_dir``'s sequence, optionally a subset.
 
     Args:
         work_dir (Path): A work directory written by ``kt train``.
-        models (Sequence[int], optional): 1-based stage indices to keep, in
-            the given order. Defaults to None (every finished stage).
+        models (Sequence[int] | str, optional): 1-based stage indices to
+            keep, in the given order, or ``'distilled'`` for the newest
+            distilled student alone. Defaults to None (every finished stage).
 
     Returns:
         list[TrainedStage]: The stages.
@@ -38,6 +44,12 @@ def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> Li
     if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
         raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
                         'train one with `kt train`')
+    if models == DISTILLED:
+        from .distillation import distilled_students
+        students = distilled_students(work_dir)
+        if not students:
+            raise UserError(f'{work_dir} has no distilled student; train one with `kt distill`')
+        return students[-1:]
     manifest = Manifest(work_dir)
     stages = []
     for index, digest in enumerate(manifest.chain, start=1):
@@ -58,11 +70,12 @@ def trained_stages(work_dir: Path, models: Optional[Sequence[int]] = None) -> Li
     return [stages[index - 1] for index in wanted]
 
 
-def parse_models(text: Optional[str]) -> Optional[List[int]]:
-    """Parse ``--models 1,3,5`` into ``[1, 3, 5]`` (None stays None)."""
-    if not text:
-        return None
+def parse_models(text: Optional[str]) -> Union[List[int], str, None]:
+    """Parse ``--models 1,3,5`` into ``[1, 3, 5]`` (None stays None, ``distilled`` too)."""
+    if not text or text == DISTILLED:
+        return text or None
     try:
         return [int(part) for part in text.split(',') if part.strip()]
     except ValueError:
-        raise UserError(f'--models takes stage numbers like 1,3,5, got {text!r}') from None
+        raise UserError(f'--models takes stage numbers like 1,3,5 or distilled, got {text!r}'
+                        ) from None

@@ -1,0 +1,98 @@
+"""``kt distill``: one deployable model that keeps most of the ensemble's accuracy."""
+import statistics
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import exit_on_user_error
+from .training_options import Launcher, finite_non_negative
+
+
+def distill(
+    work_dir: Path = typer.Argument(..., help='A work dir written by `kt train`.'),
+    models: Optional[str] = typer.Option(
+        None, help='The stages whose ensemble is distilled, e.g. 1,2,3 (default: all finished '
+        'ones).'),
+    backbone: Optional[str] = typer.Option(
+        None, help="The student's backbone, e.g. efficientnet_lite0 or resnet18_tiny "
+        "(default: the first member's)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: the members')."),
+    lr: Optional[float] = typer.Option(None, callback=finite_non_negative,
+                                       help="Head learning rate (default: the members')."),
+    pretrained: Optional[str] = typer.Option(
+        None, help="The student backbone's initialisation, as for kt train (default: the "
+        "members')."),
+    temperature: float = typer.Option(4.0, callback=finite_non_negative,
+                                      help='Softening temperature T of the soft targets.'),
+    kd_weight: float = typer.Option(
+        0.9, callback=finite_non_negative, help='Share W of the distillation term: loss = '
+        '(1 - W) * CE + W * T^2 * KL(ensemble || student).'),
+    attention_weight: float = typer.Option(
+        0.0, callback=finite_non_negative, help="Weight of the attention term: the student's "
+        "attention map against the members' combined map (0: off)."),
+    seed: int = typer.Option(0, min=0, help='Random seed (the student uses 1000 * seed + 999).'),
+    launcher: Launcher = typer.Option(Launcher.none, help='none, pytorch or slurm, as for '
+                                      'kt train.'),
+    verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stage's full log."),
+) -> None:
+    """Train one student on the training split to reproduce the ensemble of the chosen
+    stages (their averaged softened probabilities), then score it beside them.
+
+    The student is a stage of the work dir: rerunning reuses it, an interrupted run resumes
+    it, and `kt export --models distilled` / `kt predict --models distilled` use it alone.
+    """
+    console = Console()
+    with exit_on_user_error('rerun the same command to resume'):
+        started = time.monotonic()
+        from ..reports.ensemble_figures import ensemble_rows
+        from ..reports.test_outputs import cached_test_outputs
+        from ..stages.distillation import (DistillSettings, compose_student_config,
+                                           members_settings)
+        from ..stages.manifest import Manifest
+        from ..stages.sequence import SequenceTrainer
+        from ..stages.work_dir import parse_models, trained_stages
+
+        members = trained_stages(work_dir, parse_models(models))
+        settings = members_settings(Manifest(work_dir), members)
+        options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
+                                  attention_weight, seed)
+        cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
+        trainer = SequenceTrainer(work_dir, settings, launcher.value, verbose=verbose,
+                                  console=console)
+        result, outputs = trainer.distil(cfg, [m.digest for m in members])
+        rows = ensemble_rows([cached_test_outputs(m.dir, m.digest, m.config, m.checkpoint,
+                                                  trainer.device) for m in members],
+                             [m.index for m in members], [m.digest for m in members])
+        stages = ','.join(str(m.index) for m in members)
+        print_student(console, rows, result.top1, f'student of stages {stages} '
+                      f'({time.monotonic() - started:.0f} s)')
+
+
+def print_student(console: Console, rows: list, student_top1: float, title: str) -> None:
+    """The members, their ensemble and the student, with the share of the gap it closes."""
+    table = Table(title=title)
+    for column in ('model', 'top-1'):
+        table.add_column(column, justify='right')
+    for row in rows:
+        table.add_row(f'stage {row.index}', f'{row.top1:.2f}')
+    ensemble_top1 = rows[-1].ensemble_top1
+    table.add_row(f'ensemble of {len(rows)}', f'{ensemble_top1:.2f}')
+    table.add_row('student', f'{student_top1:.2f}')
+    console.print(table)
+    mean_single = statistics.mean(row.top1 for row in rows)
+    best = max(row.top1 for row in rows)
+    console.print(f'the student closes {gap_closed(student_top1, mean_single, ensemble_top1)} '
+                  f'of the gap between the mean member and the ensemble, and '
+                  f'{gap_closed(student_top1, best, ensemble_top1)} of the gap between the '
+                  'best member and the ensemble')
+
+
+def gap_closed(student: float, single: float, ensemble: float) -> str:
+    """``(student - single) / (ensemble - single)`` as a percentage ('—' without a gap)."""
+    if ensemble <= single:
+        return '— (no gap: the ensemble is not above that)'
+    return f'{100 * (student - single) / (ensemble - single):.0f}%'

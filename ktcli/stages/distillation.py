@@ -1,0 +1,114 @@
+"""The distilled student of a work dir's ensemble: its config, digest and record.
+
+A student is one more stage of the work dir (``stages/<digest>/``, same
+manifest, reuse and resume), trained by :class:`registry_plugins.KTDistiller`
+against the chosen finished stages as frozen teachers. Its record carries
+``kind='distilled'`` and the digests of its members.
+"""
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from mmengine.config import Config
+
+from ..errors import UserError
+from .manifest import Manifest
+from .stage_config import (SEEDS_PER_SEQUENCE, Teacher, TrainSettings, compose_stage_config,
+                           stage_seed)
+from .stage_files import read_stage_config
+from .work_dir import DISTILLED, TrainedStage
+
+
+
+@dataclass(frozen=True)
+class DistilledStudent(TrainedStage):
+    """A finished student, with the digests of the stages it was distilled from."""
+
+    members: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """What ``kt distill`` sets; None keeps the members' value."""
+
+    backbone: Optional[str] = None
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
+    pretrained: Optional[str] = None
+    temperature: float = 4.0
+    kd_weight: float = 0.9
+    attention_weight: float = 0.0
+    seed: int = 0
+
+
+def members_settings(manifest: Manifest, members: Sequence[TrainedStage]) -> TrainSettings:
+    """The training settings the members were trained with (from their records)."""
+    record = manifest.stage(members[0].digest) or {}
+    if 'settings' not in record:
+        raise UserError(f'stage {members[0].index} of {manifest.work_dir} does not record its '
+                        'settings (trained by an older kt); rerun `kt train` on the work dir '
+                        'once (it reuses every stage and records them)')
+    return TrainSettings.from_record(record['settings'])
+
+
+def compose_student_config(settings: TrainSettings, members: Sequence[TrainedStage],
+                           work_dir: Path, distill: DistillSettings) -> Config:
+    """The full config of a student distilled from ``members``.
+
+    The members' data, pipeline, schedule and batch, with the student's
+    backbone (the first member's by default), epochs, lr and initialisation;
+    model ``KTDistiller`` with cross-entropy weighted ``1 - kd_weight`` and
+    :class:`~registry_plugins.distillation_loss.EnsembleDistillationLoss`;
+    the members as teachers; seed ``1000 * seed + 999`` (never a member's).
+
+    Args:
+        settings (TrainSettings): The members' settings.
+        members (Sequence[TrainedStage]): The stages whose ensemble is distilled.
+        work_dir (Path): The work directory.
+        distill (DistillSettings): The student's settings.
+
+    Returns:
+        Config: A config that ``tools/train.py`` runs on its own.
+    """
+    if not 0.0 <= distill.kd_weight <= 1.0:
+        raise UserError(f'--kd-weight is the share of the distillation term, between 0 and 1; '
+                        f'got {distill.kd_weight}')
+    if distill.temperature <= 0:
+        raise UserError(f'--temperature must be positive, got {distill.temperature}')
+    student = dataclasses.replace(
+        settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
+        epochs=distill.epochs or settings.epochs,
+        lr=settings.lr if distill.lr is None else distill.lr,
+        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
+    teachers = [Teacher(m.digest, read_stage_config(m.config), Path('..') / m.digest /
+                        m.checkpoint.name) for m in members]
+    cfg = compose_stage_config(student, teachers, work_dir, index=1)
+    cfg.randomness.seed = stage_seed(distill.seed, SEEDS_PER_SEQUENCE)
+    cfg.model.type = 'KTDistiller'
+    cfg.model.pop('or_loss', None)
+    cfg.model.distill_loss = dict(type='EnsembleDistillationLoss',
+                                  temperature=distill.temperature,
+                                  loss_weight=distill.kd_weight,
+                                  attention_weight=distill.attention_weight)
+    cfg.model.head.loss.loss_weight = 1.0 - distill.kd_weight
+    return cfg
+
+
+def distilled_students(work_dir: Path) -> List[DistilledStudent]:
+    """The finished students of ``work_dir``, the newest last.
+
+    Args:
+        work_dir (Path): A work dir.
+
+    Returns:
+        list[DistilledStudent]: The students (stage ``index`` 0).
+    """
+    manifest = Manifest(work_dir)
+    records = sorted((r for r in manifest.stages.values()
+                      if r.get('kind') == DISTILLED and manifest.is_done(r['digest'])),
+                     key=lambda record: record.get('updated', ''))
+    return [DistilledStudent(0, r['digest'], Path(work_dir) / r['dir'],
+                             Path(work_dir) / r['config'], Path(work_dir) / r['checkpoint'],
+                             tuple(r.get('members', ())))
+            for r in records]

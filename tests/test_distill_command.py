@@ -1,0 +1,82 @@
+"""kt distill on a tiny trained work dir: trains one student stage, reuses it, resumes it,
+and the student is scored, exported and used for prediction like any stage."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+
+def kt(*args) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, '-m', 'ktcli', *map(str, args)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def students(work_dir: Path) -> dict:
+    stages = json.loads((work_dir / 'kt_manifest.json').read_text())['stages']
+    return {digest: record for digest, record in stages.items()
+            if record.get('kind') == 'distilled'}
+
+
+@pytest.fixture(scope='module')
+def distilled(tmp_path_factory, trained_work_dir) -> Path:
+    """A copy of the trained work dir whose student was killed after epoch 1 and resumed."""
+    work_dir = tmp_path_factory.mktemp('distill') / 'work'
+    shutil.copytree(trained_work_dir, work_dir, symlinks=True)
+    command = [sys.executable, '-m', 'ktcli', 'distill', str(work_dir), '--epochs', '2']
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while process.poll() is None:
+        assert time.monotonic() < deadline
+        done = [work_dir / 'stages' / digest / 'epoch_1.pth' for digest in students(work_dir)
+                ] if (work_dir / 'kt_manifest.json').exists() else []
+        if done and done[0].is_file() and zipfile.is_zipfile(done[0]):
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    result = kt('distill', work_dir, '--epochs', '2')
+    assert 'student ' in result.stdout and 'trained' in result.stdout
+    assert 'of the gap between the mean member and the ensemble' in result.stdout
+    return work_dir
+
+
+def test_the_student_resumes_trains_against_frozen_members_and_is_recorded(distilled):
+    (digest, record), = students(distilled).items()
+    members = json.loads((distilled / 'kt_manifest.json').read_text())['chain']
+    assert record['members'] == members and record['status'] == 'done'
+    logs = sorted((distilled / 'stages' / digest).glob('*/*.log'))
+    assert len(logs) == 2  # killed after epoch 1, resumed for epoch 2
+    resumed = logs[-1].read_text()
+    assert 'resumed epoch: 1' in resumed and 'Epoch(train) [2]' in resumed
+    assert 'Epoch(train) [1]' not in resumed
+    assert 'loss_kd:' in resumed and 'loss_or' not in resumed
+    assert resumed.count('frozen, eval mode') == 2
+
+
+def test_a_second_call_reuses_the_student_and_a_new_temperature_trains_another(distilled):
+    assert 'reused' in kt('distill', distilled, '--epochs', '2').stdout
+    kt('distill', distilled, '--epochs', '2', '--temperature', '2')
+    assert len(students(distilled)) == 2
+
+
+def test_ensemble_export_and_predict_use_the_student(distilled, demo_root):
+    table = kt('ensemble', distilled).stdout
+    assert 'distilled students' in table and '1,2' in table
+    out = distilled.parent / 'student.onnx'
+    result = kt('export', distilled, '--format', 'onnx', '--models', 'distilled', '--out', out)
+    assert 'onnx export of the distilled student' in result.stdout and out.is_file()
+    image = next((demo_root / 'images').rglob('*.jpg'))
+    predictions = kt('predict', distilled, image, '--models', 'distilled', '--json').stdout
+    assert json.loads(predictions.splitlines()[0])['predictions'][0]['name']
