@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+from registry_plugins.checkpoint_loading import latest_complete_checkpoint
+
 from .conftest import REPO, run_tool, write_tiny_config
 
 TRAINED_EPOCHS = re.compile(r'Epoch\(train\) +\[(\d+)\]')
@@ -47,12 +49,11 @@ def test_training_resumes_after_being_killed(tmp_path, demo_root):
     command = [sys.executable, 'tools/train.py', str(config), '--work-dir', str(work_dir)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    record = work_dir / 'last_checkpoint'
-    while not record.exists() and process.poll() is None:
+    while latest_complete_checkpoint(work_dir) is None and process.poll() is None:
         time.sleep(0.05)
     process.kill()
     process.wait()
-    done = int(re.search(r'epoch_(\d+)\.pth', record.read_text()).group(1))
+    done = int(latest_complete_checkpoint(work_dir).stem.removeprefix('epoch_'))
     assert done < 3, 'the run finished before it could be killed'
 
     result = run_tool(*command[1:], '--resume')
