@@ -133,8 +133,11 @@ def engine_rows(label: str, ensemble: StageEnsemble, batches: dict, args: argpar
 
 
 def main() -> None:
+    from mmengine.logging import MMLogger
     args = parse_args()
     torch.set_num_threads(args.threads)
+    # Building the members logs through mmengine; only its warnings belong on the console.
+    MMLogger.get_instance('kt_benchmark', log_level='WARNING')
     if args.work_dir is not None:
         ensemble = load_work_dir_ensemble(args.work_dir, parse_models(args.models))
         source = f'{args.work_dir}, stages {",".join(map(str, ensemble.indices))}'
