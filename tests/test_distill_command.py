@@ -72,8 +72,12 @@ def test_a_second_call_reuses_the_student_and_a_new_temperature_trains_another(d
 
 
 def test_ensemble_export_and_predict_use_the_student(distilled, demo_root):
-    table = kt('ensemble', distilled).stdout
+    figures = distilled.parent / 'figures.json'
+    table = kt('ensemble', distilled, '--json', figures).stdout
     assert 'distilled students' in table and '1,2' in table
+    students = json.loads(figures.read_text())['students']
+    assert len(students) == 2 and all(s['stages'] == [1, 2] for s in students)
+    assert all(0 <= s['top1'] <= 100 for s in students)
     out = distilled.parent / 'student.onnx'
     result = kt('export', distilled, '--format', 'onnx', '--models', 'distilled', '--out', out)
     assert 'onnx export of the distilled student' in result.stdout and out.is_file()

@@ -4,7 +4,7 @@ import json
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -58,12 +58,13 @@ def ensemble(
                           f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
                           _figure(row.disagreement))
         console.print(table)
-        students = student_rows(work_dir, stages, outputs, device, batch_size)
+        students = student_records(work_dir, stages, outputs, device, batch_size)
         if students:
-            console.print(students)
+            console.print(_students_table(students))
         records = [asdict(row) for row in rows]
         if json_path:
-            json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records), indent=2))
+            json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records,
+                                                 students=students), indent=2))
         if csv_path:
             with open(csv_path, 'w', newline='') as file:
                 writer = csv.DictWriter(file, fieldnames=list(records[0]))
@@ -71,33 +72,48 @@ def ensemble(
                 writer.writerows(records)
 
 
-def student_rows(work_dir: Path, stages: list, outputs: list, device: str,
-                 batch_size: Optional[int]) -> Optional[Table]:
-    """The distilled students of ensembled stages: top-1 and the share of the gap between
-    their best member and their members' ensemble they close (None if there are none)."""
+def student_records(work_dir: Path, stages: list, outputs: list, device: str,
+                    batch_size: Optional[int]) -> List[dict]:
+    """The distilled students of the ensembled stages: their top-1, their members' ensemble
+    top-1 and their best member's top-1 (``kt distill``)."""
     from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
     from ..reports.test_outputs import cached_test_outputs
     from ..stages.distillation import distilled_students
-    from .distill import gap_closed
+    from ..stages.stage_files import read_stage_config
 
     by_digest = {stage.digest: (stage, output) for stage, output in zip(stages, outputs)}
-    table = Table(title='distilled students (kt distill)')
-    for column in ('student', 'of stages', 'top-1', 'members\' ensemble', 'gap closed'):
-        table.add_column(column, justify='right')
+    records = []
     for student in distilled_students(work_dir):
-        members = student.members
-        if not members or not set(members) <= set(by_digest):
+        if not student.members or not set(student.members) <= set(by_digest):
             continue
-        member_stages, member_outputs = zip(*(by_digest[digest] for digest in members))
-        ensemble_top1 = ensemble_rows(list(member_outputs), [s.index for s in member_stages],
-                                      list(members))[-1].ensemble_top1
-        best = max(topk_accuracy(o['logits'], o['labels']) for o in member_outputs)
+        member_stages, member_outputs = zip(*(by_digest[d] for d in student.members))
         output = cached_test_outputs(student.dir, student.digest, student.config,
                                      student.checkpoint, device, batch_size)
-        top1 = topk_accuracy(output['logits'], output['labels'])
-        table.add_row(student.digest, ','.join(str(s.index) for s in member_stages),
-                      f'{top1:.2f}', f'{ensemble_top1:.2f}', gap_closed(top1, best, ensemble_top1))
-    return table if table.row_count else None
+        backbone = read_stage_config(student.config).model.backbone
+        records.append(dict(
+            digest=student.digest, backbone=backbone.get('model_name', backbone.type),
+            stages=[s.index for s in member_stages],
+            top1=topk_accuracy(output['logits'], output['labels']),
+            members_ensemble_top1=ensemble_rows(list(member_outputs),
+                                                [s.index for s in member_stages],
+                                                list(student.members))[-1].ensemble_top1,
+            best_member_top1=max(topk_accuracy(o['logits'], o['labels'])
+                                 for o in member_outputs)))
+    return records
+
+
+def _students_table(records: List[dict]) -> Table:
+    from .distill import gap_closed
+    table = Table(title='distilled students (kt distill)')
+    for column in ('student', 'backbone', 'of stages', 'top-1', "members' ensemble",
+                   'gap closed'):
+        table.add_column(column, justify='right')
+    for record in records:
+        table.add_row(record['digest'], record['backbone'], ','.join(map(str, record['stages'])),
+                      f'{record["top1"]:.2f}', f'{record["members_ensemble_top1"]:.2f}',
+                      gap_closed(record['top1'], record['best_member_top1'],
+                                 record['members_ensemble_top1']))
+    return table
 
 
 def _figure(value: Optional[float], digits: int = 2) -> str:
