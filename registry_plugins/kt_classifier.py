@@ -142,16 +142,20 @@ class KTClassifier(ImageClassifier):
         # Teachers first: the student's activations are then still warm in the
         # caches when its backward pass starts.
         teacher_maps = self.teacher_attention_maps(inputs) if self._teachers else []
-        feats = self.backbone(inputs)
-        neck_feats = self.neck(feats) if self.with_neck else feats
-        losses = {
-            'loss_ce' if name == 'loss' else name: value
-            for name, value in self.head.loss(neck_feats, data_samples).items()
-        }
+        feats, _, losses = self._head_losses(inputs, data_samples)
         if teacher_maps:
             losses['loss_or'] = self.or_loss(
                 self.attention(feats[-1]), teacher_maps, ce_loss=losses['loss_ce'])
         return losses
+
+    def _head_losses(self, inputs: torch.Tensor, data_samples: List[DataSample]
+                     ) -> Tuple[tuple, torch.Tensor, dict]:
+        """The backbone's features, the logits and the head's losses (``loss`` as ``loss_ce``)."""
+        feats = self.backbone(inputs)
+        logits = self.head(self.neck(feats) if self.with_neck else feats)
+        losses = {'loss_ce' if name == 'loss' else name: value
+                  for name, value in self.head._get_loss(logits, data_samples).items()}
+        return feats, logits, losses
 
 
 @MODELS.register_module()
@@ -207,13 +211,7 @@ class KTDistiller(KTClassifier):
             raise RuntimeError('KTDistiller trains against teachers: attach them with '
                                'SequentialTeacherHook')
         teacher_logits, teacher_maps = self.teacher_outputs(inputs)
-        feats = self.backbone(inputs)
-        neck_feats = self.neck(feats) if self.with_neck else feats
-        losses = {
-            'loss_ce' if name == 'loss' else name: value
-            for name, value in self.head.loss(neck_feats, data_samples).items()
-        }
-        logits = self.head(neck_feats)
+        feats, logits, losses = self._head_losses(inputs, data_samples)
         losses.update(self.distill_loss(logits, teacher_logits, self.attention(feats[-1]),
                                         teacher_maps))
         return losses

@@ -9,7 +9,7 @@ import pytest
 
 from ktcli.errors import UserError
 from ktcli.stages.manifest import Manifest
-from ktcli.stages.writing import write_atomically
+from ktcli.writing import write_atomically
 
 from .conftest import REPO
 
@@ -78,7 +78,8 @@ def test_writes_replace_the_whole_file(tmp_path):
 
 
 def test_loader_workers_are_capped_at_the_cpus_available(monkeypatch):
+    from ktcli import writing
     from ktcli.stages import runner_config
-    monkeypatch.setattr(runner_config, 'available_cpus', lambda: 2)
+    monkeypatch.setattr(writing, 'available_cpus', lambda: 2)
     cfg = runner_config.load_config(str(REPO / 'configs' / 'kt' / 'resnet50_kt_cub.py'))
     assert cfg.train_dataloader.num_workers == cfg.test_dataloader.num_workers == 2

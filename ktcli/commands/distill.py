@@ -63,7 +63,7 @@ def distill(
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
         trainer = SequenceTrainer(work_dir, settings, launcher.value, verbose=verbose,
                                   console=console)
-        result, outputs = trainer.distil(cfg, [m.digest for m in members])
+        result = trainer.distil(cfg, [m.digest for m in members])
         rows = ensemble_rows([cached_test_outputs(m.dir, m.digest, m.config, m.checkpoint,
                                                   trainer.device) for m in members],
                              [m.index for m in members], [m.digest for m in members])

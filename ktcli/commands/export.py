@@ -63,8 +63,9 @@ def export(
 
 
 def members_label(indices: list) -> str:
-    """``stages 1, 2, 3``, or ``the distilled student`` (stage index 0)."""
-    if list(indices) == [0]:
+    """``stages 1, 2, 3``, or ``the distilled student``."""
+    from ..stages.work_dir import STUDENT_INDEX
+    if list(indices) == [STUDENT_INDEX]:
         return 'the distilled student'
     return 'stages ' + ', '.join(str(index) for index in indices)
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from ..stages.writing import write_atomically
+from ..writing import write_atomically
 from .training_options import (TrainingOptions, announce, finite_non_negative,
                                with_training_options)
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
@@ -18,6 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..errors import UserError
+from ..writing import available_cpus, write_atomically
 
 # The unreadable images an error line names before "and N more".
 LISTED_UNREADABLE = 3
@@ -32,11 +32,7 @@ _CACHE_VERSION = 1
 
 def worker_count() -> int:
     """The processes that decode a large image set: the usable CPUs, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no CPU affinity.
-        cpus = os.cpu_count() or 1
-    return min(MAX_WORKERS, cpus)
+    return min(MAX_WORKERS, available_cpus())
 
 
 def cache_dir() -> Path | None:
@@ -80,16 +76,8 @@ def _cached_verdict(file: Path) -> set[str] | None:
 
 def _store_verdict(file: Path, images: int, unreadable: Sequence[str]) -> None:
     """Write a verdict atomically; give up silently if the cache is not writable."""
-    with suppress(OSError):
-        file.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=file.parent, suffix='.tmp')
-        try:
-            with os.fdopen(handle, 'w') as stream:
-                json.dump(dict(images=images, unreadable=sorted(unreadable)), stream)
-            os.replace(temp, file)
-        finally:
-            with suppress(OSError):
-                os.unlink(temp)
+    with suppress(UserError):
+        write_atomically(file, json.dumps(dict(images=images, unreadable=sorted(unreadable))))
 
 
 def is_unreadable(path: str | Path) -> bool:

@@ -102,8 +102,12 @@ def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
 
 def default_output(work_dir: Path, indices: List[int], model_format: str) -> Path:
     """``WORK_DIR/exports/ensemble_<stages>.<onnx|pt>`` (``student.<onnx|pt>`` for a distilled
-    student, stage index 0)."""
-    name = 'student' if list(indices) == [0] else 'ensemble_' + '-'.join(map(str, indices))
+    student)."""
+    from ..stages.work_dir import STUDENT_INDEX
+    if list(indices) == [STUDENT_INDEX]:
+        name = 'student'
+    else:
+        name = 'ensemble_' + '-'.join(map(str, indices))
     return Path(work_dir) / 'exports' / f'{name}{SUFFIXES[model_format]}'
 
 

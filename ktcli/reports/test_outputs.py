@@ -1,12 +1,15 @@
 """Each stage's logits and attention maps on the test split, computed once and cached."""
 import contextlib
 import hashlib
+import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional, Union
 
 import torch
+
+from ..errors import UserError
+from ..writing import write_atomically
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -89,11 +92,9 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         if cached.get('key') == key:
             return cached['outputs']
     outputs = compute_test_outputs(cfg, checkpoint, device, batch_size)
-    temporary = path.with_name(f'.{OUTPUTS_NAME}.{os.getpid()}.tmp')
-    try:
-        torch.save(dict(key=key, outputs=outputs), temporary)
-        temporary.replace(path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(dict(key=key, outputs=outputs), buffer)
+    with contextlib.suppress(UserError):
+        write_atomically(path, buffer.getvalue())
     return outputs
 

@@ -17,7 +17,7 @@ from .manifest import Manifest
 from .stage_config import (SEEDS_PER_SEQUENCE, Teacher, TrainSettings, compose_stage_config,
                            stage_seed)
 from .stage_files import read_stage_config
-from .work_dir import DISTILLED, TrainedStage
+from .work_dir import DISTILLED, STUDENT_INDEX, TrainedStage
 
 
 
@@ -102,13 +102,13 @@ def distilled_students(work_dir: Path) -> List[DistilledStudent]:
         work_dir (Path): A work dir.
 
     Returns:
-        list[DistilledStudent]: The students (stage ``index`` 0).
+        list[DistilledStudent]: The students (stage index ``STUDENT_INDEX``).
     """
     manifest = Manifest(work_dir)
     records = sorted((r for r in manifest.stages.values()
                       if r.get('kind') == DISTILLED and manifest.is_done(r['digest'])),
                      key=lambda record: record.get('updated', ''))
-    return [DistilledStudent(0, r['digest'], Path(work_dir) / r['dir'],
+    return [DistilledStudent(STUDENT_INDEX, r['digest'], Path(work_dir) / r['dir'],
                              Path(work_dir) / r['config'], Path(work_dir) / r['checkpoint'],
                              tuple(r.get('members', ())))
             for r in records]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .stage_files import CONFIG_DATA, STAGE_RECORD, read_stage_record, write_stage_record
-from .writing import write_atomically
+from ..writing import write_atomically
 
 MANIFEST_NAME = 'kt_manifest.json'
 FORMAT_VERSION = 2
@@ -68,11 +68,10 @@ class Manifest:
                               checkpoint=str(stage_dir / Path(record.get('checkpoint', '')).name))
                 self.stages[record['digest']] = record
         self.chain = []
-        while (self.work_dir / STAGE_LINK.format(len(self.chain) + 1)).is_symlink():
-            target = (self.work_dir / STAGE_LINK.format(len(self.chain) + 1)).readlink()
-            if target.name not in self.stages:
-                break
-            self.chain.append(target.name)
+        link = self.work_dir / STAGE_LINK.format(1)
+        while link.is_symlink() and link.readlink().name in self.stages:
+            self.chain.append(link.readlink().name)
+            link = self.work_dir / STAGE_LINK.format(len(self.chain) + 1)
         self.results = []
         return bool(self.stages)
 

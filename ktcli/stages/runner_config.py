@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
+from .. import writing
 from ..errors import UserError
 
 
@@ -43,9 +44,10 @@ def load_config(config: str,
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config).stem)
     cfg.launcher = launcher
+    cpus = writing.available_cpus()
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(name) and cfg[name].get('num_workers', 0) > available_cpus():
-            cfg[name].num_workers = available_cpus()
+        if cfg.get(name) and cfg[name].get('num_workers', 0) > cpus:
+            cfg[name].num_workers = cpus
     if not torch.cuda.is_available():
         cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
         if launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
@@ -54,11 +56,6 @@ def load_config(config: str,
         if launcher == 'pytorch' and not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend='gloo')
     return cfg
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:

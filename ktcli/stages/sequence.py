@@ -3,7 +3,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from rich.console import Console
@@ -16,7 +16,7 @@ from .launcher import TrainProgress, failure_reason, run_stage, train_command, w
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_files import CONFIG_DATA, write_stage_config
-from .work_dir import DISTILLED
+from .work_dir import DISTILLED, STUDENT_INDEX
 
 
 @dataclass
@@ -169,7 +169,7 @@ class SequenceTrainer:
         self.manifest.save()
         return results
 
-    def distil(self, cfg, members: List[str]) -> Tuple[StageResult, dict]:
+    def distil(self, cfg, members: List[str]) -> StageResult:
         """Train (or reuse) a student distilled from the stages ``members`` and score it.
 
         Args:
@@ -178,11 +178,10 @@ class SequenceTrainer:
             members (list[str]): The members' digests, in order.
 
         Returns:
-            tuple: The student's result (``index`` 0, no ensemble figures)
-            and its test outputs.
+            StageResult: The student's result (no ensemble figures).
         """
         self.manifest = Manifest(self.work_dir)
-        stage = self._placed(cfg, 0, members)
+        stage = self._placed(cfg, STUDENT_INDEX, members)
         reused = self.manifest.is_done(stage.digest)
         write_stage_config(stage.cfg, stage.dir)
         self.manifest.update(stage.digest, kind=DISTILLED, members=list(members),
@@ -195,8 +194,8 @@ class SequenceTrainer:
                                       stage.checkpoint, self.device)
         top1 = topk_accuracy(outputs['logits'], outputs['labels'])
         record = self.manifest.update(stage.digest, top1=top1)
-        return StageResult(0, stage.digest, reused, top1, top1, None,
-                           record.get('train_seconds', 0.0)), outputs
+        return StageResult(STUDENT_INDEX, stage.digest, reused, top1, top1, None,
+                           record.get('train_seconds', 0.0))
 
     def _train_stage(self, stage: PlannedStage, label: str) -> None:
         # Time spent in earlier, interrupted sessions of this stage.

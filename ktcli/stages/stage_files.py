@@ -23,7 +23,7 @@ from typing import Any, FrozenSet, Iterator, Optional, Set
 from mmengine.config import Config
 
 from ..errors import UserError
-from .writing import write_atomically
+from ..writing import write_atomically
 
 CONFIG_DATA = 'config.json'
 CONFIG_PYTHON = 'config.py'

@@ -21,6 +21,8 @@ class TrainedStage:
 
 # ``--models distilled``: the newest student ``kt distill`` trained in the work dir.
 DISTILLED = 'distilled'
+# The stage index a distilled student carries (it is no position of the sequence).
+STUDENT_INDEX = 0
 
 
 def trained_stages(work_dir: Path,
