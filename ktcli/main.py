@@ -8,6 +8,7 @@ from .commands.distill import distill
 from .commands.ensemble import ensemble
 from .commands.export import export
 from .commands.predict import predict
+from .commands.status import status
 from .commands.train import train
 from .commands.visualize import visualize
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.command()(train)
 app.command()(ensemble)
 app.command()(distill)
+app.command()(status)
 app.command()(visualize)
 app.command()(export)
 app.command()(predict)

@@ -2,6 +2,7 @@
 count the CPUs kt may use."""
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Union
 
@@ -25,7 +26,7 @@ def write_atomically(path: Path, content: Union[str, bytes]) -> None:
             permission); the message names the path and the fix.
     """
     path = Path(path)
-    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, 'wb' if isinstance(content, bytes) else 'w') as file:

@@ -1,10 +1,17 @@
-"""kt ablate n and kt ablate alpha on tiny demo data: stage counts and shared stages."""
+"""kt ablate n and kt ablate alpha on tiny demo data: stage counts, shared stages, and
+independent stages trained side by side."""
+import datetime
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from .conftest import REPO
+
+LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)', re.MULTILINE)
 
 
 def kt_ablate(kind: str, work_dir: Path, data_root: Path, *options: str):
@@ -21,10 +28,39 @@ def finished_stages(work_dir: Path) -> list:
     return [digest for digest, record in stages.items() if record['status'] == 'done']
 
 
-def test_ablate_n_trains_2n_minus_1_stages_and_shares_model_one(tmp_path, demo_root):
-    result = kt_ablate('n', tmp_path / 'work', demo_root, '--max-n', '3')
-    assert '5 distinct stages' in result.stdout and '5 stage trainings to run' in result.stdout
-    assert len(finished_stages(tmp_path / 'work')) == 5
+def log_span(stage_dir: Path) -> tuple:
+    """The first and last timestamps of a stage's mmengine log."""
+    [log] = stage_dir.glob('*/*.log')
+    times = [datetime.datetime.strptime(stamp, '%Y/%m/%d %H:%M:%S')
+             for stamp in LOG_TIME.findall(log.read_text())]
+    return times[0], times[-1]
+
+
+def weights(stage_dir: Path) -> dict:
+    return torch.load(stage_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+
+
+def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, trained_work_dir):
+    work_dir = tmp_path / 'work'
+    result = kt_ablate('n', work_dir, demo_root, '--max-n', '3', '--parallel', '2')
+    assert '5 distinct stages: 0 reused, 5 to train' in result.stdout
+    assert '2 stages at a time: 1 CPU thread; 1 CPU thread' in result.stdout
+    assert len(finished_stages(work_dir)) == 5
+    manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
+    by_label = {record['label']: Path(work_dir / record['dir'])
+                for record in manifest['stages'].values()}
+    assert sorted(by_label) == ['1/3', '2/3', '3/3', 'Base 2/3', 'Base 3/3']
+    # Stage 1 has the longest chain after it and goes first, beside Base 2.
+    first, base = log_span(by_label['1/3']), log_span(by_label['Base 2/3'])
+    assert first[0] <= base[1] and base[0] <= first[1], (first, base)
+    # Same weights as the serial run of the same settings (1 thread instead of 2 changes
+    # the last bits of float sums only).
+    for index, label in ((1, '1/3'), (2, '2/3')):
+        serial = weights(trained_work_dir / f'stage_{index}')
+        parallel = weights(by_label[label])
+        assert by_label[label].name == (trained_work_dir / f'stage_{index}').resolve().name
+        assert max((serial[key].float() - parallel[key].float()).abs().max().item()
+                   for key in serial) < 1e-5
     rows = json.loads((tmp_path / 'work' / 'ablate_n.json').read_text())['rows']
     assert rows['Single (Ours)'][0] == rows['Single (Base)'][0]
     assert rows['Ensemble (Ours)'][0] == rows['Ensemble (Base)'][0]
@@ -35,7 +71,7 @@ def test_ablate_n_trains_2n_minus_1_stages_and_shares_model_one(tmp_path, demo_r
 
 def test_ablate_alpha_shares_stage_one_across_values(tmp_path, demo_root):
     result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0.1,1', '--n', '2')
-    assert '3 distinct stages' in result.stdout
+    assert '3 distinct stages: 0 reused, 3 to train' in result.stdout
     assert len(finished_stages(tmp_path / 'work')) == 3
     figures = json.loads((tmp_path / 'work' / 'ablate_alpha.json').read_text())['figures']
     assert set(figures) == {'0.1', '1.0'}
@@ -45,5 +81,5 @@ def test_ablate_alpha_shares_stage_one_across_values(tmp_path, demo_root):
 def test_seed_replicates_share_no_stage(tmp_path, demo_root):
     result = kt_ablate('n', tmp_path / 'work', demo_root, '--max-n', '3', '--seeds', '0,1',
                        '--dry-run')
-    assert '10 distinct stages: 0 reused, 10 stage trainings to run' in result.stdout
+    assert '10 distinct stages: 0 reused, 10 to train' in result.stdout
     assert not (tmp_path / 'work' / 'stages').exists()

@@ -67,7 +67,9 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     assert str(error.value) == (f'cannot write {manifest.path}: {fix}; '
                                 'nothing finished was lost')
     assert manifest.path.read_text() == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ['kt_manifest.json']
+    # The lock file stays; no temporary file is left.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['.kt_manifest.lock',
+                                                               'kt_manifest.json']
 
 
 def test_writes_replace_the_whole_file(tmp_path):

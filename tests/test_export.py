@@ -46,7 +46,7 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     from registry_plugins import build_model_from_config
 
     manifest = Manifest(work_dir)
-    manifest.chain.append(digest)
+    manifest.set_sequence(chain=[*manifest.chain, digest])
     index = len(manifest.chain)
     cfg = read_stage_config(trained_stages(work_dir, [1])[0].config)
     cfg.model.backbone.strides = strides
@@ -176,7 +176,7 @@ def test_a_tampered_file_fails_its_check_and_is_removed(exported, three_members,
     from onnx import numpy_helper
 
     from ktcli.deployment.ensemble_module import load_work_dir_ensemble
-    from ktcli.deployment.export import ExportCheckError, check_batches, verify_export
+    from ktcli.deployment.export_check import ExportCheckError, check_batches, verify_export
 
     path = tmp_path / 'tampered.onnx'
     model = onnx.load(str(exported['onnx']))
@@ -199,12 +199,8 @@ def test_a_tampered_file_fails_its_check_and_is_removed(exported, three_members,
 
 def test_a_file_that_does_not_load_fails_its_check(three_members, tmp_path):
     from ktcli.deployment.ensemble_module import load_work_dir_ensemble
-    from ktcli.deployment.export import (
-        ExportCheckError,
-        check_batches,
-        ensemble_metadata,
-        verify_export,
-    )
+    from ktcli.deployment.export import ensemble_metadata
+    from ktcli.deployment.export_check import ExportCheckError, check_batches, verify_export
 
     ensemble = load_work_dir_ensemble(three_members, models=[1])
     metadata = ensemble_metadata(ensemble, 'onnx')

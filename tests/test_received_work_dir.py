@@ -159,5 +159,5 @@ def test_models_default_to_the_finished_stages(tmp_path, trained_work_dir):
 
 def test_an_unwritable_work_dir_is_one_line(demo_root):
     line = one_error_line(kt(*train_args(Path('/sys/kt_work'), demo_root, 1)))
-    assert line.startswith('error: cannot write /sys/kt_work/')
+    assert line.startswith('error: cannot write /sys/kt_work')
     assert 'pass a --work-dir you can write to' in line

@@ -4,15 +4,14 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
-from .training_options import (TrainingOptions, announce, finite_non_negative,
-                               with_training_options)
+from .training_options import TrainingOptions, finite_non_negative, with_training_options
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
                          no_args_is_help=True)
@@ -56,16 +55,19 @@ def ablate_alpha(
         seed_list = parse_numbers(seeds, int, '--seeds')
         root = options.prepared_data_root(console)
         work_dir = options.default_work_dir('ablate_')
-        runs = [(alpha, seed, options.trainer(work_dir, options.settings(root, alpha, seed),
-                                              console))
+        runs = [(alpha, options.trainer(work_dir, options.settings(root, alpha, seed), console,
+                                        run_name(alpha=alpha if len(alphas) > 1 else None,
+                                                 seed=seed if len(seed_list) > 1 else None)))
                 for alpha in alphas for seed in seed_list]
-        announce(console, [(trainer, n, False) for _, _, trainer in runs])
-        if options.dry_run:
+        from ..stages.sequence import train_sequences
+        trained = train_sequences([(trainer, n, False) for _, trainer in runs], console,
+                                  options.dry_run)
+        if trained is None:
             return
         figures: Dict[float, Dict[str, List[float]]] = {
             alpha: dict(ensemble=[], last_single=[], or_overlap=[]) for alpha in alphas}
-        for alpha, _, trainer in runs:
-            last = trainer.train(n)[-1]
+        for (alpha, _), results in zip(runs, trained):
+            last = results[-1]
             figures[alpha]['ensemble'].append(last.ensemble_top1)
             figures[alpha]['last_single'].append(last.top1)
             figures[alpha]['or_overlap'].append(last.or_overlap)
@@ -82,7 +84,7 @@ def ablate_alpha(
         console.print(table)
 
         from ..reports.ablation_plots import plot_curves
-        trainer_dir = runs[0][2].work_dir
+        trainer_dir = runs[0][1].work_dir
         write_json(trainer_dir / 'ablate_alpha.json', dict(n=n, seeds=seed_list, alphas=alphas,
                                                            figures=figures))
         plot_curves(trainer_dir / 'ablate_alpha.png', alphas,
@@ -112,21 +114,25 @@ def ablate_n(
         seed_list = parse_numbers(seeds, int, '--seeds')
         root = options.prepared_data_root(console)
         work_dir = options.default_work_dir('ablate_')
-        runs = [options.trainer(work_dir, options.settings(root, alpha, seed), console)
+        runs = [options.trainer(work_dir, options.settings(root, alpha, seed), console,
+                                run_name(seed=seed if len(seed_list) > 1 else None))
                 for seed in seed_list]
-        announce(console, [(t, max_n, independent) for t in runs for independent in (True, False)])
-        if options.dry_run:
+        # Ours first: the stage 1 both share is labelled as the chain's.
+        sequences = [(trainer, max_n, independent) for trainer in runs
+                     for independent in (False, True)]
+        from ..stages.sequence import train_sequences
+        trained = train_sequences(sequences, console, options.dry_run)
+        if trained is None:
             return
         rows = {label: [[] for _ in range(max_n)] for label in (
             'Single (Base)', 'Ensemble (Base)', 'Single (Ours)', 'Ensemble (Ours)')}
         overlaps = dict(base=[], ours=[])
-        for trainer in runs:
-            for name, independent in (('Base', True), ('Ours', False)):
-                results = trainer.train(max_n, independent)
-                for position, result in enumerate(results):
-                    rows[f'Single ({name})'][position].append(result.top1)
-                    rows[f'Ensemble ({name})'][position].append(result.ensemble_top1)
-                overlaps[name.lower()] += [r.or_overlap for r in results[1:]]
+        for (_, _, independent), results in zip(sequences, trained):
+            name = 'Base' if independent else 'Ours'
+            for position, result in enumerate(results):
+                rows[f'Single ({name})'][position].append(result.top1)
+                rows[f'Ensemble ({name})'][position].append(result.ensemble_top1)
+            overlaps[name.lower()] += [r.or_overlap for r in results[1:]]
 
         table = Table(title=f'Single and ensemble top-1 vs N ({options.backbone}, '
                       f'{options.spec().title}, alpha {alpha:g}, seeds {seeds})')
@@ -152,6 +158,12 @@ def ablate_n(
                     'N (models)', f'Base vs ours, alpha {alpha:g}')
         console.print(f'written: {trainer_dir / "ablate_n.json"}, '
                       f'{trainer_dir / "ablate_n.png"} ({time.monotonic() - started:.0f} s)')
+
+
+def run_name(alpha: Optional[float] = None, seed: Optional[int] = None) -> str:
+    """How a sequence's stages are labelled among the others, e.g. ``alpha 0.5 seed 1``."""
+    return ' '.join(part for part in (f'alpha {alpha:g}' if alpha is not None else '',
+                                      f'seed {seed}' if seed is not None else '') if part)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from .training_options import Launcher, finite_non_negative
+from .training_options import Launcher, finite_non_negative, make_scheduler
 
 
 def distill(
@@ -37,6 +37,8 @@ def distill(
     seed: int = typer.Option(0, min=0, help='Random seed (the student uses 1000 * seed + 999).'),
     launcher: Launcher = typer.Option(Launcher.none, help='none, pytorch or slurm, as for '
                                       'kt train.'),
+    slurm_args: str = typer.Option('', help='sbatch options for --launcher slurm, as for '
+                                   'kt train.'),
     verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stage's full log."),
 ) -> None:
     """Train one student on the training split to reproduce the ensemble of the chosen
@@ -61,9 +63,12 @@ def distill(
         options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
                                   attention_weight, seed)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
-        trainer = SequenceTrainer(work_dir, settings, launcher.value, verbose=verbose,
-                                  console=console)
+        scheduler = make_scheduler(work_dir, launcher, settings.processes,
+                                   slurm_args=slurm_args, verbose=verbose, console=console)
+        trainer = SequenceTrainer(work_dir, settings, scheduler, console=console)
         result = trainer.distil(cfg, [m.digest for m in members])
+        if result is None:
+            return
         rows = ensemble_rows([cached_test_outputs(m.dir, m.digest, m.config, m.checkpoint,
                                                   trainer.device) for m in members],
                              [m.index for m in members], [m.digest for m in members])

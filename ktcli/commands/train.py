@@ -9,8 +9,7 @@ from rich.table import Table
 
 from ..errors import exit_on_user_error
 from ..writing import write_atomically
-from .training_options import (TrainingOptions, announce, finite_non_negative,
-                               with_training_options)
+from .training_options import TrainingOptions, finite_non_negative, with_training_options
 
 RESULTS_NAME = 'results.json'
 
@@ -35,10 +34,11 @@ def train(
         data_root = options.prepared_data_root(console)
         settings = options.settings(data_root, alpha, seed)
         trainer = options.trainer(options.default_work_dir(), settings, console)
-        if options.dry_run:
-            announce(console, [(trainer, n, False)])
+        from ..stages.sequence import train_sequences
+        trained = train_sequences([(trainer, n, False)], console, options.dry_run)
+        if trained is None:
             return
-        results = trainer.train(n)
+        results = trained[0]
         print_results(console, results, f'{options.backbone} on {options.spec().title}, '
                       f'alpha {alpha} ({options.weighting.value}), {options.epochs} epochs')
         write_results(trainer.work_dir, settings, results)

@@ -75,11 +75,16 @@ def _options_template(
         '(default: work_dirs/<backbone>_<dataset>).'),
     gpus: int = typer.Option(1, min=1, help='Processes per stage (one per GPU; on a CPU-only '
                              'machine, CPU processes with gloo).'),
-    launcher: Launcher = typer.Option(Launcher.none, help='none: this machine (torchrun when '
-                                      '--gpus > 1); pytorch: torchrun; slurm: srun.'),
-    srun_args: str = typer.Option(
-        '', help='Extra srun options for --launcher slurm, e.g. "-p gpu --gres=gpu:4 '
-        '--ntasks-per-node=4 --cpus-per-task=5 --time=24:00:00".'),
+    launcher: Launcher = typer.Option(
+        Launcher.none, help='none: this machine (torchrun when --gpus > 1); pytorch: torchrun; '
+        "slurm: one sbatch job per stage, each after its teachers' jobs (follow them with "
+        '`kt status`, then rerun the command to score).'),
+    parallel: int = typer.Option(
+        1, min=1, help='Train up to this many independent stages at once on this machine, '
+        'each on its own --gpus GPUs or, without GPUs, its share of the CPUs.'),
+    slurm_args: str = typer.Option(
+        '', help='sbatch options for every stage job of --launcher slurm, e.g. "-p gpu '
+        '--gres=gpu:4 --cpus-per-task=5 --time=24:00:00".'),
     cfg_options: List[str] = typer.Option(
         [], '--cfg-options', help='KEY=VALUE config override passed to mmengine (repeatable).'),
     vis_backend: List[str] = typer.Option(
@@ -110,7 +115,8 @@ class TrainingOptions:
     work_dir: Optional[Path]
     gpus: int
     launcher: Launcher
-    srun_args: str
+    parallel: int
+    slurm_args: str
     cfg_options: List[str]
     vis_backend: List[str]
     verbose: bool
@@ -152,14 +158,17 @@ class TrainingOptions:
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
             vis_backends=tuple(self.vis_backend))
 
-    def trainer(self, work_dir: Path, settings, console: Console):
-        """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``."""
+    def scheduler(self, work_dir: Path, console: Console):
+        """What trains the stages: Slurm jobs, or this machine ``--parallel`` at a time."""
+        return make_scheduler(work_dir, self.launcher, self.gpus, self.parallel, self.slurm_args,
+                              self.verbose, console)
+
+    def trainer(self, work_dir: Path, settings, console: Console, name: str = ''):
+        """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``; ``name`` prefixes
+        its stages' labels."""
         from ..stages.sequence import SequenceTrainer
-        launcher = self.launcher
-        if launcher == Launcher.none and self.gpus > 1:
-            launcher = Launcher.pytorch
-        return SequenceTrainer(work_dir, settings, launcher.value, self.srun_args,
-                               self.verbose, console)
+        return SequenceTrainer(work_dir, settings, self.scheduler(work_dir, console), name,
+                               console)
 
 
 def with_training_options(command: Callable) -> Callable:
@@ -182,15 +191,18 @@ def with_training_options(command: Callable) -> Callable:
     return wrapper
 
 
-def announce(console: Console, trainers: list) -> None:
-    """Say how many stage trainings the planned sequences need and how many are reused."""
-    stages = [stage for trainer, n, independent in trainers
-              for stage in trainer.plan(n, independent)]
-    total = len({stage.digest for stage in stages})
-    # The trainers share one work dir, hence one manifest.
-    to_train = trainers[0][0].count_to_train(stages)
-    console.print(f'[bold]{total} distinct stages[/]: {total - to_train} '
-                  f'reused, {to_train} stage trainings to run')
+def make_scheduler(work_dir: Path, launcher: Launcher, processes: int = 1, parallel: int = 1,
+                   slurm_args: str = '', verbose: bool = False,
+                   console: Optional[Console] = None):
+    """A :class:`SlurmScheduler` for ``--launcher slurm``, else a :class:`LocalScheduler`
+    (torchrun when a stage has several processes)."""
+    if launcher == Launcher.slurm:
+        from ..stages.slurm import SlurmScheduler
+        return SlurmScheduler(work_dir, processes, slurm_args, console)
+    from ..stages.scheduler import LocalScheduler
+    if launcher == Launcher.none and processes > 1:
+        launcher = Launcher.pytorch
+    return LocalScheduler(work_dir, processes, launcher.value, parallel, verbose, console)
 
 
 def _count_classes(root: Path) -> int:

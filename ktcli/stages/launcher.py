@@ -2,14 +2,13 @@
 import collections
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..errors import EXIT_INTERRUPTED
 from ..resources import TRAIN_SCRIPT
@@ -69,13 +68,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train_command(config: Path, work_dir: Path, processes: int = 1, launcher: str = 'none',
-                  srun_args: str = '') -> List[str]:
+def train_command(config: Path, work_dir: Path, processes: int = 1,
+                  launcher: str = 'none') -> List[str]:
     """The command line that trains (or resumes) one stage.
 
     One process: ``python tools/train.py``. Several processes on this node
-    (or ``launcher='pytorch'``): torchrun. ``launcher='slurm'``: srun with
-    one task per process, plus ``srun_args`` (partition, GPUs, time, ...).
+    (or ``launcher='pytorch'``): torchrun. ``launcher='slurm'`` (inside a
+    Slurm job, see :mod:`ktcli.stages.stage_job`): srun with one task per
+    process over the job's allocation.
 
     Args:
         config (Path): The stage config.
@@ -83,14 +83,13 @@ def train_command(config: Path, work_dir: Path, processes: int = 1, launcher: st
         processes (int): Data-parallel processes. Defaults to 1.
         launcher (str): ``'none'``, ``'pytorch'`` or ``'slurm'``.
             Defaults to ``'none'``.
-        srun_args (str): Extra srun options. Defaults to ''.
 
     Returns:
         list[str]: The command.
     """
     train = [str(TRAIN_SCRIPT), str(config), '--work-dir', str(work_dir), '--resume']
     if launcher == 'slurm':
-        return ['srun', f'--ntasks={processes}', '--kill-on-bad-exit=1', *shlex.split(srun_args),
+        return ['srun', f'--ntasks={processes}', '--kill-on-bad-exit=1',
                 sys.executable, '-u', *train, '--launcher', 'slurm']
     if launcher == 'pytorch' or processes > 1:
         return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={processes}',
@@ -99,7 +98,9 @@ def train_command(config: Path, work_dir: Path, processes: int = 1, launcher: st
 
 
 def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
-              on_line: Optional[Callable[[str], None]] = None) -> tuple:
+              on_line: Optional[Callable[[str], None]] = None,
+              env: Optional[Dict[str, str]] = None,
+              on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> tuple:
     """Run ``command``, reporting progress as its log lines arrive.
 
     Args:
@@ -107,31 +108,29 @@ def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
         on_progress (callable): Called with each parsed progress line.
         on_line (callable, optional): Called with every output line
             (``--verbose``). Defaults to None.
+        env (dict, optional): Environment variables to set for the child.
+            Defaults to None.
+        on_start (callable, optional): Called with the child process once
+            it has started. Defaults to None.
 
     Returns:
         tuple: The exit code and the last 40 output lines.
     """
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
     tail = collections.deque(maxlen=40)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1, env=env)
-    try:
-        for line in process.stdout:
-            line = line.rstrip('\n')
-            tail.append(line)
-            if on_line is not None:
-                on_line(line)
-            progress = parse_progress(line)
-            if progress is not None:
-                on_progress(progress)
-        return process.wait(), list(tail)
-    except KeyboardInterrupt:
-        # The child got the same Ctrl-C; give it a moment to stop cleanly.
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        raise
+                               text=True, bufsize=1,
+                               env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
+    if on_start is not None:
+        on_start(process)
+    for line in process.stdout:
+        line = line.rstrip('\n')
+        tail.append(line)
+        if on_line is not None:
+            on_line(line)
+        progress = parse_progress(line)
+        if progress is not None:
+            on_progress(progress)
+    return process.wait(), list(tail)
 
 
 def was_interrupted(code: int) -> bool:

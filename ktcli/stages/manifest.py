@@ -1,14 +1,19 @@
 """The work directory's index of its stages: a cache of the stage directories."""
+import contextlib
+import fcntl
 import json
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from .stage_files import CONFIG_DATA, STAGE_RECORD, read_stage_record, write_stage_record
 from ..writing import write_atomically
 
 MANIFEST_NAME = 'kt_manifest.json'
+# Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
+LOCK_NAME = '.kt_manifest.lock'
 FORMAT_VERSION = 2
 STAGES_DIR = 'stages'
 # WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
@@ -24,9 +29,16 @@ class Manifest:
     directories and the ``stage_k`` links, with one line on stderr, and
     nothing trained is lost. Every write replaces the file atomically.
 
+    Several writers may share a work dir (parallel stages, Slurm jobs,
+    two kt commands): every change takes an exclusive lock on the work
+    dir, rereads the manifest, applies itself and writes it back, so no
+    writer undoes another's change.
+
     Args:
         work_dir (Path): The sequence's work directory.
     """
+
+    _threads = threading.Lock()
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = Path(work_dir)
@@ -35,10 +47,24 @@ class Manifest:
         self.chain: List[str] = []
         self.results: List[dict] = []
         problem = self._load()
-        if problem is not None and self._rebuild():
-            print(f'{self.path} {problem}; rebuilt it from {len(self.stages)} stage '
-                  'director' + ('y' if len(self.stages) == 1 else 'ies'), file=sys.stderr)
-            self.save()
+        if problem is not None and (self.work_dir / STAGES_DIR).is_dir():
+            with self._exclusive():
+                if self.stages:
+                    print(f'{self.path} {problem}; rebuilt it from {len(self.stages)} stage '
+                          'director' + ('y' if len(self.stages) == 1 else 'ies'),
+                          file=sys.stderr)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the work dir's lock, with the manifest reread (rebuilt if it is unusable),
+        and write it back at the end."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with self._threads, open(self.work_dir / LOCK_NAME, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._load() is not None:
+                self._rebuild()
+            yield
+            self._save()
 
     def _load(self) -> Optional[str]:
         """Read the manifest; say what is wrong with it, if anything."""
@@ -55,8 +81,8 @@ class Manifest:
         self.results = data.get('results', [])
         return None
 
-    def _rebuild(self) -> bool:
-        """Recover the stages and the chain from the stage directories; False if none."""
+    def _rebuild(self) -> None:
+        """Recover the stages and the chain from the stage directories."""
         stages_dir = self.work_dir / STAGES_DIR
         self.stages = {}
         for path in sorted(stages_dir.glob(f'*/{STAGE_RECORD}')):
@@ -73,7 +99,6 @@ class Manifest:
             self.chain.append(link.readlink().name)
             link = self.work_dir / STAGE_LINK.format(len(self.chain) + 1)
         self.results = []
-        return bool(self.stages)
 
     def stage(self, digest: str) -> Optional[dict]:
         """The record of stage ``digest``, if any."""
@@ -85,16 +110,30 @@ class Manifest:
         return bool(record and record.get('status') == 'done'
                     and (self.work_dir / record['checkpoint']).is_file())
 
+    def reload(self) -> None:
+        """Read what other writers have recorded since."""
+        with self._exclusive():
+            pass
+
     def update(self, digest: str, **fields) -> dict:
         """Set fields of a stage's record and save it in the stage dir and the manifest."""
-        record = self.stages.setdefault(digest, dict(digest=digest))
-        record.update(fields, updated=time.strftime('%Y-%m-%dT%H:%M:%S'))
-        if 'dir' in record:
-            write_stage_record(self.work_dir / record['dir'], record)
-        self.save()
-        return record
+        with self._exclusive():
+            record = self.stages.setdefault(digest, dict(digest=digest))
+            record.update(fields, updated=time.strftime('%Y-%m-%dT%H:%M:%S'))
+            if 'dir' in record:
+                write_stage_record(self.work_dir / record['dir'], record)
+        return dict(record)
 
-    def save(self) -> None:
+    def set_sequence(self, chain: Optional[List[str]] = None,
+                     results: Optional[List[dict]] = None) -> None:
+        """Record the sequence last trained (its stages in order) and/or its results."""
+        with self._exclusive():
+            if chain is not None:
+                self.chain = list(chain)
+            if results is not None:
+                self.results = list(results)
+
+    def _save(self) -> None:
         """Write the manifest atomically."""
         data = dict(format=FORMAT_VERSION, stages=self.stages, chain=self.chain,
                     results=self.results)

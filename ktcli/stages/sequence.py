@@ -1,34 +1,20 @@
-"""Train a sequence of stages, reusing finished ones and resuming unfinished ones."""
+"""Plan, train and score a sequence of stages, reusing finished ones and resuming others."""
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from ..errors import UserError, first_line
 from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
 from ..reports.test_outputs import cached_test_outputs
-from .launcher import TrainProgress, failure_reason, run_stage, train_command, was_interrupted
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
+from .planned_stage import PlannedStage
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_files import CONFIG_DATA, write_stage_config
 from .work_dir import DISTILLED, STUDENT_INDEX
-
-
-@dataclass
-class PlannedStage:
-    """One stage of a sequence: its config, identity and where it lives."""
-
-    index: int
-    digest: str
-    cfg: object
-    dir: Path
-    config_path: Path
-    checkpoint: Path
 
 
 @dataclass
@@ -61,8 +47,47 @@ def check_overrides(cfg, overrides) -> None:
                         f'{type(error).__name__}: {first_line(error)}') from None
 
 
+# A sequence to train: its trainer, its number of stages, whether they are independent.
+SequenceSpec = Tuple['SequenceTrainer', int, bool]
+
+
+def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
+                    dry_run: bool = False) -> Optional[List[List[StageResult]]]:
+    """Train the stages of several sequences of one work dir together, then score each.
+
+    Stages shared by several sequences train once, and the scheduler (the
+    first trainer's) runs every stage once its teachers are done: side by
+    side on this machine, or as Slurm jobs.
+
+    Args:
+        sequences (list[tuple]): ``(trainer, n, independent)`` per sequence.
+        console (Console): Where to print.
+        dry_run (bool): Only say how many stages are reused and to train.
+            Defaults to False.
+
+    Returns:
+        list[list[StageResult]] | None: Each sequence's results; None for a
+        dry run, or while Slurm jobs are still to train some stages.
+    """
+    first = sequences[0][0]
+    first.manifest.reload()
+    plans = [trainer.plan(n, independent) for trainer, n, independent in sequences]
+    stages = [stage for plan in plans for stage in plan]
+    distinct = {stage.digest for stage in stages}
+    to_train = {digest for digest in distinct if not first.manifest.is_done(digest)}
+    console.print(f'[bold]{len(distinct)} distinct stage{"s" if len(distinct) > 1 else ""}[/]: '
+                  f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
+                  f'{first.work_dir}')
+    if first.settings.cfg_options:
+        check_overrides(stages[-1].cfg, first.settings.cfg_options)
+    if dry_run or not first.scheduler.run(stages):
+        return None
+    return [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
+            for (trainer, _, independent), plan in zip(sequences, plans)]
+
+
 class SequenceTrainer:
-    """Trains stages 1..N of one sequence in a work directory.
+    """Plans, trains and scores stages 1..N of one sequence in a work directory.
 
     Stages live in ``WORK_DIR/stages/<digest>/`` (each an mmengine work
     dir with its config as ``config.json`` and ``config.py`` and its record
@@ -70,25 +95,24 @@ class SequenceTrainer:
     the sequence last trained. The manifest (``kt_manifest.json``) indexes
     every stage, so a stage whose digest is already done is reused and an
     unfinished one resumes. Every path kept in the work dir is relative to
-    it, so a moved or copied work dir is reused the same way.
+    it, so a moved or copied work dir is reused the same way. A scheduler
+    trains what is missing: here, several at a time, or as Slurm jobs.
 
     Args:
         work_dir (Path): The sequence's work directory.
         settings (TrainSettings): The sequence's settings.
-        launcher (str): ``'none'``, ``'pytorch'`` or ``'slurm'``.
-        srun_args (str): Extra srun options for ``launcher='slurm'``.
-        verbose (bool): Show the stages' full logs live.
+        scheduler (LocalScheduler | SlurmScheduler): What trains the stages.
+        name (str): Prefix of the stages' labels, e.g. ``'seed 1'`` when a
+            command trains several sequences. Defaults to ''.
         console (Console, optional): Where to print.
     """
 
-    def __init__(self, work_dir: Path, settings: TrainSettings, launcher: str = 'none',
-                 srun_args: str = '', verbose: bool = False,
+    def __init__(self, work_dir: Path, settings: TrainSettings, scheduler, name: str = '',
                  console: Optional[Console] = None) -> None:
         self.work_dir = Path(work_dir).resolve()
         self.settings = settings
-        self.launcher = launcher
-        self.srun_args = srun_args
-        self.verbose = verbose
+        self.scheduler = scheduler
+        self.name = name
         self.console = console or Console()
         self.manifest = Manifest(self.work_dir)
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -109,50 +133,41 @@ class SequenceTrainer:
                 Teacher(s.digest, s.cfg, Path('..') / s.digest / s.checkpoint.name)
                 for s in stages]
             cfg = compose_stage_config(self.settings, teachers, self.work_dir, index)
-            stages.append(self._placed(cfg, index, [t.digest for t in teachers]))
+            label = ' '.join(part for part in (
+                self.name, 'Base' if independent and index > 1 else '', f'{index}/{n}') if part)
+            stages.append(self._placed(cfg, index, [t.digest for t in teachers], label))
         return stages
 
-    def _placed(self, cfg, index: int, teacher_digests: List[str]) -> PlannedStage:
+    def _placed(self, cfg, index: int, teachers: List[str], label: str) -> PlannedStage:
         """A composed stage with its digest and its place in the work dir."""
-        digest = stage_digest(cfg, teacher_digests, self.settings.processes)
+        digest = stage_digest(cfg, teachers, self.settings.processes)
         stage_dir = self.work_dir / STAGES_DIR / digest
         cfg.work_dir = str(stage_dir)
         checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
-        return PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA, checkpoint)
+        return PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA, checkpoint,
+                            teachers, label)
 
-    def count_to_train(self, stages: List[PlannedStage]) -> int:
-        """How many distinct stages among ``stages`` are not trained yet."""
-        return len({s.digest for s in stages if not self.manifest.is_done(s.digest)})
-
-    def train(self, n: int, independent: bool = False) -> List[StageResult]:
-        """Train (or reuse) stages 1..n and score each alone and as an ensemble.
+    def score(self, stages: List[PlannedStage], independent: bool = False,
+              reused: Sequence[bool] = ()) -> List[StageResult]:
+        """Score trained stages alone and as growing ensembles; a sequence with teachers
+        becomes the work dir's current one (``stage_k`` links, manifest chain).
 
         Args:
-            n (int): Number of stages.
-            independent (bool): No teachers (see :meth:`plan`). Defaults to
-                False.
+            stages (list[PlannedStage]): From :meth:`plan`, all done.
+            independent (bool): They have no teachers. Defaults to False.
+            reused (list[bool], optional): Which were trained before this
+                command (default: all).
         """
-        # Another trainer may have recorded stages in this work dir since.
-        self.manifest = Manifest(self.work_dir)
-        stages = self.plan(n, independent)
-        to_train = self.count_to_train(stages)
-        if self.settings.cfg_options:
-            check_overrides(stages[-1].cfg, self.settings.cfg_options)
-        self.console.print(
-            f'[bold]{n} stage{"s" if n > 1 else ""}[/]: {n - to_train} reused, '
-            f'{to_train} to train, in {self.work_dir}')
+        self.manifest.reload()
+        reused = list(reused) or [True] * len(stages)
         if not independent:
-            self.manifest.chain = [s.digest for s in stages]
-            self.manifest.save()
-        reused, outputs = [], []
-        for stage in stages:
-            reused.append(self.manifest.is_done(stage.digest))
+            self.manifest.set_sequence(chain=[s.digest for s in stages])
+        outputs = []
+        for stage, was_reused in zip(stages, reused):
             # Written afresh from the settings: kt never runs or trusts a config it finds.
             write_stage_config(stage.cfg, stage.dir)
-            if reused[-1]:
-                self.console.print(f'stage {stage.index}/{n} [dim]{stage.digest}[/]: reused')
-            else:
-                self._train_stage(stage, f'{stage.index}/{n}')
+            if was_reused:
+                self.console.print(f'stage {stage.label} [dim]{stage.digest}[/]: reused')
             if not independent:
                 self._link(stage)
             outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
@@ -165,11 +180,10 @@ class SequenceTrainer:
             results.append(StageResult(row.index, row.digest, was_reused, row.top1,
                                        row.ensemble_top1, row.or_overlap,
                                        record.get('train_seconds', 0.0)))
-        self.manifest.results = [vars(result) for result in results]
-        self.manifest.save()
+        self.manifest.set_sequence(results=[vars(result) for result in results])
         return results
 
-    def distil(self, cfg, members: List[str]) -> StageResult:
+    def distil(self, cfg, members: List[str]) -> Optional[StageResult]:
         """Train (or reuse) a student distilled from the stages ``members`` and score it.
 
         Args:
@@ -178,80 +192,27 @@ class SequenceTrainer:
             members (list[str]): The members' digests, in order.
 
         Returns:
-            StageResult: The student's result (no ensemble figures).
+            StageResult | None: The student's result (no ensemble figures);
+            None while a Slurm job is still to train it.
         """
-        self.manifest = Manifest(self.work_dir)
-        stage = self._placed(cfg, STUDENT_INDEX, members)
+        self.manifest.reload()
+        stage = self._placed(cfg, STUDENT_INDEX, members, 'student')
         reused = self.manifest.is_done(stage.digest)
         write_stage_config(stage.cfg, stage.dir)
         self.manifest.update(stage.digest, kind=DISTILLED, members=list(members),
                              settings=self.settings.to_record())
         if reused:
             self.console.print(f'student [dim]{stage.digest}[/]: reused')
-        else:
-            self._train_stage(stage, 'student')
+        # The members are done: the student needs no teacher to wait for.
+        stage.teachers = []
+        if not self.scheduler.run([stage]):
+            return None
         outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
                                       stage.checkpoint, self.device)
         top1 = topk_accuracy(outputs['logits'], outputs['labels'])
         record = self.manifest.update(stage.digest, top1=top1)
         return StageResult(STUDENT_INDEX, stage.digest, reused, top1, top1, None,
                            record.get('train_seconds', 0.0))
-
-    def _train_stage(self, stage: PlannedStage, label: str) -> None:
-        # Time spent in earlier, interrupted sessions of this stage.
-        earlier_seconds = (self.manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
-        self.manifest.update(
-            stage.digest, index=stage.index, status='running',
-            dir=os.path.relpath(stage.dir, self.work_dir),
-            config=os.path.relpath(stage.config_path, self.work_dir),
-            checkpoint=os.path.relpath(stage.checkpoint, self.work_dir),
-            train_seconds=earlier_seconds)
-        command = train_command(stage.config_path, stage.dir, self.settings.processes,
-                                self.launcher, self.srun_args)
-        epochs = stage.cfg.train_cfg.max_epochs
-        started = time.monotonic()
-
-        def save_time() -> None:
-            self.manifest.update(stage.digest,
-                                 train_seconds=earlier_seconds + time.monotonic() - started)
-
-        with self._progress() as progress:
-            task = progress.add_task('', total=None, stage=label,
-                                     status='starting', losses='')
-
-            def show(update: TrainProgress) -> None:
-                total = epochs * update.iters_per_epoch
-                done = (update.epoch - 1) * update.iters_per_epoch + update.iter
-                losses = f'loss_ce {update.loss_ce:.4f}'
-                if update.loss_or is not None:
-                    losses += f'  loss_or {update.loss_or:.4f}'
-                progress.update(task, total=total, completed=done, losses=losses,
-                                status=f'epoch {update.epoch}/{epochs} '
-                                f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
-                # Saved with every log line, so a killed kt loses little of it.
-                save_time()
-
-            on_line = (lambda line: progress.console.print(line, markup=False, highlight=False)
-                       ) if self.verbose else None
-            try:
-                code, tail = run_stage(command, show, on_line)
-            finally:
-                save_time()
-        if was_interrupted(code):
-            raise UserError(f'stage {label} was interrupted (exit code {code}); rerun the '
-                            'same command to resume it from its last finished epoch')
-        if code != 0 or not stage.checkpoint.is_file():
-            self.manifest.update(stage.digest, status='failed')
-            raise UserError(f'stage {label} failed: {failure_reason(tail)} '
-                            f'(exit code {code}; logs in {stage.dir})')
-        self.manifest.update(stage.digest, status='done')
-        self.console.print(f'stage {label} [dim]{stage.digest}[/]: trained')
-
-    def _progress(self) -> Progress:
-        return Progress(SpinnerColumn(), TextColumn('[bold]stage {task.fields[stage]}'),
-                        BarColumn(), TextColumn('{task.fields[status]}'),
-                        TextColumn('{task.fields[losses]}'), console=self.console,
-                        transient=True)
 
     def _link(self, stage: PlannedStage) -> None:
         """Point WORK_DIR/stage_k at the stage's directory."""

@@ -1,0 +1,56 @@
+"""``kt status``: where every stage of a work dir stands, while it trains here or on Slurm."""
+import collections
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UserError, exit_on_user_error
+from ..writing import write_atomically
+
+STATUS_STYLES = dict(done='green', running='cyan', queued='yellow', failed='red',
+                     cancelled='red', interrupted='magenta')
+
+
+def status(
+    work_dir: Path = typer.Argument(..., help='A work dir written by `kt train`, `kt ablate` '
+                                    'or `kt distill`.'),
+    json_path: Optional[Path] = typer.Option(None, '--json', help='Also write the table as '
+                                             'JSON to this file.'),
+) -> None:
+    """Show each stage of a work dir: queued, running, done, failed, cancelled or
+    interrupted, its Slurm job, its epoch, its top-1 and training time.
+
+    Slurm jobs are asked about with squeue and sacct when they are on PATH. Once every
+    stage is done, rerun the command that planned them to score them and print its tables.
+    """
+    console = Console()
+    with exit_on_user_error():
+        from ..stages.manifest import MANIFEST_NAME, STAGES_DIR
+        from ..stages.stage_status import stage_statuses
+        if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
+            raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
+                            'train one with `kt train`')
+        statuses = stage_statuses(work_dir)
+        table = Table(title=f'{len(statuses)} stages in {work_dir}')
+        for column in ('stage', 'digest', 'teachers', 'status', 'job', 'epoch', 'top-1',
+                       'training time'):
+            table.add_column(column, justify='left' if column in ('stage', 'digest') else 'right')
+        for stage in statuses:
+            style = STATUS_STYLES.get(stage.status, '')
+            epoch = '-' if stage.epoch is None else f'{stage.epoch}/{stage.epochs or "?"}'
+            minutes, seconds = divmod(round(stage.train_seconds), 60)
+            table.add_row(stage.label, stage.digest[:8], str(stage.teachers),
+                          f'[{style}]{stage.status}[/]' if style else stage.status,
+                          stage.job_id or '-', epoch,
+                          '-' if stage.top1 is None else f'{stage.top1:.2f}',
+                          f'{minutes}:{seconds:02d}')
+        console.print(table)
+        counts = collections.Counter(stage.status for stage in statuses)
+        console.print(', '.join(f'{count} {name}' for name, count in sorted(counts.items())))
+        if json_path is not None:
+            write_atomically(json_path, json.dumps([asdict(s) for s in statuses], indent=2))

@@ -1,0 +1,239 @@
+"""Run the stages of one or more sequences on this machine, several at a time.
+
+Only a chain is sequential (stage k learns from stages 1..k-1): the stages
+of independent sequences (Base models, other alphas, other seeds) can train
+side by side. :class:`LocalScheduler` starts every stage whose teachers are
+done, up to ``parallel`` at once, longest remaining chain first; each gets
+its own GPUs (``CUDA_VISIBLE_DEVICES``) or, on a CPU-only machine, its share
+of the CPUs' threads. Stages are not pinned to CPUs: their data loaders keep
+the worker count a serial run has, so a stage trains to the same weights
+either way.
+"""
+import concurrent.futures
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+from ..errors import UserError
+from ..writing import available_cpus
+from .launcher import TrainProgress, train_command
+from .manifest import Manifest
+from .planned_stage import PlannedStage
+from .stage_files import write_stage_config
+from .stage_training import train_recorded_stage
+
+# Seconds a stopped kt waits for its stages to stop on their own, then after a SIGINT.
+STOP_GRACE = (5, 25)
+
+
+@dataclass
+class Slot:
+    """Where one stage runs: the environment variables that give it its GPUs or threads."""
+
+    env: Dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """E.g. ``GPU 2,3`` or ``1 CPU thread``."""
+        if 'CUDA_VISIBLE_DEVICES' in self.env:
+            return f'GPU {self.env["CUDA_VISIBLE_DEVICES"]}'
+        if 'OMP_NUM_THREADS' in self.env:
+            threads = self.env['OMP_NUM_THREADS']
+            return f'{threads} CPU thread{"s" if threads != "1" else ""}'
+        return 'this machine'
+
+
+def machine_slots(parallel: int, processes: int) -> List[Slot]:
+    """Split this machine into at most ``parallel`` slots of ``processes`` GPUs each, or,
+    without GPUs, into equal shares of the CPU threads this process may use.
+
+    One slot leaves the environment as it is (the user's own thread settings hold).
+    """
+    import torch
+    gpus = torch.cuda.device_count()
+    if gpus:
+        parallel = max(1, min(parallel, gpus // processes))
+    if parallel <= 1:
+        return [Slot()]
+    if gpus:
+        return [Slot(dict(CUDA_VISIBLE_DEVICES=','.join(
+            str(gpu) for gpu in range(slot * processes, (slot + 1) * processes))))
+            for slot in range(parallel)]
+    threads = str(max(1, available_cpus() // parallel // processes))
+    return [Slot(dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads))
+            for _ in range(parallel)]
+
+
+def unique_stages(stages: Sequence[PlannedStage]) -> List[PlannedStage]:
+    """The stages with each digest once (sequences share stages), in order."""
+    seen: Dict[str, PlannedStage] = {}
+    for stage in stages:
+        seen.setdefault(stage.digest, stage)
+    return list(seen.values())
+
+
+def chain_lengths(stages: Sequence[PlannedStage]) -> Dict[str, int]:
+    """For each stage, the longest chain of stages that must train after it."""
+    students: Dict[str, List[str]] = {stage.digest: [] for stage in stages}
+    for stage in stages:
+        for teacher in stage.teachers:
+            if teacher in students:
+                students[teacher].append(stage.digest)
+    lengths: Dict[str, int] = {}
+
+    def length(digest: str) -> int:
+        if digest not in lengths:
+            lengths[digest] = max((1 + length(s) for s in students[digest]), default=0)
+        return lengths[digest]
+
+    return {digest: length(digest) for digest in students}
+
+
+def process_alive(pid: Optional[int], stage_dir: Path) -> bool:
+    """Whether process ``pid`` of this machine is alive and training ``stage_dir``."""
+    if not pid:
+        return False
+    try:
+        command_line = Path(f'/proc/{pid}/cmdline').read_bytes()
+    except OSError:
+        return False
+    return str(stage_dir).encode() in command_line
+
+
+class LocalScheduler:
+    """Train planned stages on this machine, up to ``parallel`` at a time.
+
+    Args:
+        work_dir (Path): The work directory.
+        processes (int): Data-parallel processes per stage.
+        launcher (str): ``'none'`` or ``'pytorch'`` (torchrun).
+        parallel (int): Stages at once. Defaults to 1.
+        verbose (bool): Show the stages' full logs live.
+        console (Console, optional): Where to print.
+    """
+
+    def __init__(self, work_dir: Path, processes: int = 1, launcher: str = 'none',
+                 parallel: int = 1, verbose: bool = False,
+                 console: Optional[Console] = None) -> None:
+        self.work_dir = Path(work_dir).resolve()
+        self.processes = processes
+        self.launcher = launcher
+        self.parallel = parallel
+        self.verbose = verbose
+        self.console = console or Console()
+        self._children: List[subprocess.Popen] = []
+
+    def run(self, stages: Sequence[PlannedStage]) -> bool:
+        """Train every stage among ``stages`` that is not done, each once its teachers are.
+
+        Returns:
+            bool: True: every stage is done.
+
+        Raises:
+            UserError: A stage failed or was interrupted (after the stages
+                already running have finished), or another process is
+                training one of them.
+        """
+        manifest = Manifest(self.work_dir)
+        stages = unique_stages(stages)
+        done = {stage.digest for stage in stages if manifest.is_done(stage.digest)}
+        waiting = [stage for stage in stages if stage.digest not in done]
+        for stage in waiting:
+            record = manifest.stage(stage.digest) or {}
+            if record.get('status') == 'running' and process_alive(record.get('pid'), stage.dir):
+                raise UserError(f'stage {stage.label} is being trained by process '
+                                f'{record["pid"]} (another kt); wait for it to finish, or stop '
+                                'it, then rerun')
+        if not waiting:
+            return True
+        lengths = chain_lengths(stages)
+        free = machine_slots(min(self.parallel, len(waiting)), self.processes)
+        if len(free) > 1:
+            self.console.print(f'{len(free)} stages at a time: '
+                               + '; '.join(slot.describe() for slot in free))
+        failures: List[UserError] = []
+        running: Dict[concurrent.futures.Future, tuple] = {}
+        with self._progress() as progress, \
+                concurrent.futures.ThreadPoolExecutor(len(free)) as pool:
+            try:
+                while waiting or running:
+                    ready = sorted((s for s in waiting if done.issuperset(s.teachers)),
+                                   key=lambda s: -lengths[s.digest])
+                    while ready and free and not failures:
+                        stage, slot = ready.pop(0), free.pop(0)
+                        waiting.remove(stage)
+                        future = pool.submit(self._train, manifest, stage, slot, progress)
+                        running[future] = (stage, slot)
+                    if not running:
+                        break
+                    finished, _ = concurrent.futures.wait(
+                        running, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        stage, slot = running.pop(future)
+                        free.append(slot)
+                        try:
+                            future.result()
+                        except UserError as error:
+                            failures.append(error)
+                            continue
+                        done.add(stage.digest)
+                        progress.console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
+                                               'trained')
+            except KeyboardInterrupt:
+                self._stop_children()
+                raise
+        if failures:
+            raise failures[0]
+        return True
+
+    def _train(self, manifest: Manifest, stage: PlannedStage, slot: Slot,
+               progress: Progress) -> None:
+        """Train one stage in ``slot`` (runs in a worker thread)."""
+        write_stage_config(stage.cfg, stage.dir)
+        task = progress.add_task('', total=None, stage=stage.label, status='starting',
+                                 losses='')
+
+        def show(update: TrainProgress) -> None:
+            total = stage.epochs * update.iters_per_epoch
+            done = (update.epoch - 1) * update.iters_per_epoch + update.iter
+            losses = f'loss_ce {update.loss_ce:.4f}'
+            if update.loss_or is not None:
+                losses += f'  loss_or {update.loss_or:.4f}'
+            progress.update(task, total=total, completed=done, losses=losses,
+                            status=f'epoch {update.epoch}/{stage.epochs} '
+                            f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
+
+        def print_line(line: str) -> None:
+            prefix = f'[{stage.label}] ' if self.parallel > 1 else ''
+            progress.console.print(prefix + line, markup=False, highlight=False)
+
+        command = train_command(stage.config_path, stage.dir, self.processes, self.launcher)
+        try:
+            train_recorded_stage(manifest, stage, command, show,
+                                 print_line if self.verbose else None, slot.env,
+                                 self._children.append)
+        finally:
+            progress.remove_task(task)
+
+    def _stop_children(self) -> None:
+        """After Ctrl-C: give the stages time to stop (they got it too from a terminal),
+        then send them SIGINT, then kill what is left."""
+        for grace, stop in zip(STOP_GRACE, (lambda p: p.send_signal(signal.SIGINT),
+                                            lambda p: p.kill())):
+            deadline = time.monotonic() + grace
+            for process in self._children:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    stop(process)
+
+    def _progress(self) -> Progress:
+        return Progress(SpinnerColumn(), TextColumn('[bold]stage {task.fields[stage]}'),
+                        BarColumn(), TextColumn('{task.fields[status]}'),
+                        TextColumn('{task.fields[losses]}'), console=self.console,
+                        transient=True)

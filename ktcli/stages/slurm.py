@@ -1,0 +1,146 @@
+"""Run stages as Slurm jobs whose dependencies follow the teachers, and ask Slurm about them.
+
+Each stage not done becomes one ``sbatch`` job running
+``python -m ktcli.stages.stage_job WORK_DIR DIGEST``; a stage whose teachers
+are still to train depends on their jobs (``--dependency=afterok:...``), so
+the cluster's scheduler runs the whole graph while kt is gone. The job keeps
+the stage's record in the manifest (under its lock), which ``kt status``
+shows and a rerun of the same command scores.
+"""
+import getpass
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from rich.console import Console
+
+from ..errors import UserError
+from .manifest import Manifest
+from .planned_stage import PlannedStage
+from .scheduler import unique_stages
+from .stage_files import write_stage_config
+
+# What kt calls a job in each of Slurm's states (squeue for live jobs, sacct for ended ones).
+JOB_STATES = {
+    'PENDING': 'queued', 'CONFIGURING': 'queued', 'REQUEUED': 'queued', 'RESIZING': 'queued',
+    'SUSPENDED': 'queued', 'RUNNING': 'running', 'COMPLETING': 'running',
+    'COMPLETED': 'done', 'CANCELLED': 'cancelled', 'FAILED': 'failed', 'TIMEOUT': 'failed',
+    'OUT_OF_MEMORY': 'failed', 'NODE_FAIL': 'failed', 'PREEMPTED': 'failed',
+    'BOOT_FAIL': 'failed', 'DEADLINE': 'failed',
+}
+LIVE = ('queued', 'running')
+
+
+def _query(command: List[str]) -> List[str]:
+    """The output lines of a Slurm query; none if the tool is missing or fails."""
+    if shutil.which(command[0]) is None:
+        return []
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return result.stdout.splitlines() if result.returncode == 0 else []
+
+
+def job_states(job_ids: Iterable[str]) -> Dict[str, str]:
+    """kt's name for the state of each job Slurm knows: queued or running (squeue), done,
+    failed or cancelled (sacct). Jobs Slurm does not report are left out."""
+    wanted = {str(job) for job in job_ids if job}
+    if not wanted:
+        return {}
+    states: Dict[str, str] = {}
+    for line in _query(['squeue', '--noheader', '--format=%i %T', f'--user={getpass.getuser()}']):
+        job, _, state = line.strip().partition(' ')
+        if job in wanted:
+            states[job] = JOB_STATES.get(state.strip(), 'running')
+    ended = sorted(wanted - set(states))
+    if ended:
+        for line in _query(['sacct', '--noheader', '--parsable2', '--format=JobID,State',
+                            f'--jobs={",".join(ended)}']):
+            job, _, state = line.strip().partition('|')
+            # 'CANCELLED by 1234' names who cancelled; job steps (1234.batch) are skipped.
+            if job in wanted and job not in states:
+                states[job] = JOB_STATES.get(state.split()[0] if state else '', 'failed')
+    return states
+
+
+class SlurmScheduler:
+    """Submit the stages that are not done as Slurm jobs linked by their teachers.
+
+    Args:
+        work_dir (Path): The work directory (on storage every node sees).
+        processes (int): Processes (tasks, one per GPU) per stage.
+        slurm_args (str): sbatch options for every job (partition, GPUs,
+            time, ...).
+        console (Console, optional): Where to print.
+    """
+
+    def __init__(self, work_dir: Path, processes: int = 1, slurm_args: str = '',
+                 console: Optional[Console] = None) -> None:
+        self.work_dir = Path(work_dir).resolve()
+        self.processes = processes
+        self.slurm_args = slurm_args
+        self.console = console or Console()
+
+    def run(self, stages: Sequence[PlannedStage]) -> bool:
+        """Submit every stage that is not done and not already queued or running.
+
+        Returns:
+            bool: True: every stage is done (nothing was submitted).
+
+        Raises:
+            UserError: ``sbatch`` is missing or refuses a job.
+        """
+        manifest = Manifest(self.work_dir)
+        stages = [stage for stage in unique_stages(stages) if not manifest.is_done(stage.digest)]
+        if not stages:
+            return True
+        if shutil.which('sbatch') is None:
+            raise UserError('--launcher slurm needs sbatch on PATH: run kt on a Slurm login '
+                            'node, or train here with --launcher none')
+        records = {stage.digest: manifest.stage(stage.digest) or {} for stage in stages}
+        states = job_states(record.get('job_id') for record in records.values())
+        jobs: Dict[str, str] = {}
+        submitted = []
+        # Stages come teachers first, so a teacher's job id is known before its students'.
+        for stage in stages:
+            job = records[stage.digest].get('job_id')
+            if job and states.get(str(job)) in LIVE:
+                jobs[stage.digest] = str(job)
+                continue
+            write_stage_config(stage.cfg, stage.dir)
+            after = [jobs[teacher] for teacher in stage.teachers if teacher in jobs]
+            # Queued before sbatch: a job that starts at once records itself after this.
+            manifest.update(stage.digest, **stage.placement(self.work_dir), status='queued',
+                            job_id=None, after=after, pid=None)
+            jobs[stage.digest] = self._submit(stage, after)
+            manifest.update(stage.digest, job_id=jobs[stage.digest])
+            submitted.append(stage)
+        self.console.print(f'submitted {len(submitted)} Slurm job'
+                           f'{"s" if len(submitted) != 1 else ""}'
+                           + (f' ({", ".join(jobs[s.digest] for s in submitted)})'
+                              if submitted else '')
+                           + f'; {len(stages) - len(submitted)} already queued or running. '
+                           f'Follow them with `kt status {self.work_dir}`; once they have '
+                           'finished, rerun this command to score them and print the tables.')
+        return False
+
+    def _submit(self, stage: PlannedStage, after: List[str]) -> str:
+        """sbatch one stage; its job id."""
+        job = [sys.executable, '-m', 'ktcli.stages.stage_job', str(self.work_dir), stage.digest,
+               '--processes', str(self.processes)]
+        command = ['sbatch', '--parsable', f'--job-name=kt-{stage.digest[:8]}',
+                   f'--output={stage.dir / "slurm-%j.out"}', f'--ntasks={self.processes}']
+        if after:
+            command += [f'--dependency=afterok:{":".join(after)}', '--kill-on-invalid-dep=yes']
+        command += [*shlex.split(self.slurm_args), f'--wrap={shlex.join(job)}']
+        result = subprocess.run(command, capture_output=True, text=True)
+        job_id = result.stdout.strip().split(';')[0]
+        if result.returncode != 0 or not job_id.isdigit():
+            reason = (result.stderr.strip() or result.stdout.strip() or 'no output').splitlines()
+            raise UserError(f'sbatch refused stage {stage.label}: {reason[-1]} '
+                            f'(exit code {result.returncode}); check --slurm-args')
+        return job_id

@@ -1,0 +1,58 @@
+"""The body of a Slurm job that trains one stage (see :mod:`ktcli.stages.slurm`)::
+
+    python -m ktcli.stages.stage_job WORK_DIR DIGEST [--processes P]
+
+trains the stage recorded under DIGEST in WORK_DIR's manifest, resuming it if
+it was started before, and keeps its record (running, done or failed) for
+``kt status`` and the command that submitted it. Its output goes to the job's
+log, ``WORK_DIR/stages/DIGEST/slurm-<job>.out``.
+"""
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import UserError, exit_on_user_error
+from .launcher import train_command
+from .manifest import Manifest
+from .planned_stage import PlannedStage
+from .stage_files import read_stage_config
+from .stage_training import train_recorded_stage
+
+
+def recorded_stage(manifest: Manifest, digest: str) -> PlannedStage:
+    """The planned stage that the manifest records under ``digest``.
+
+    Raises:
+        UserError: No such stage, or its config is missing or unsafe.
+    """
+    record = manifest.stage(digest)
+    if record is None or 'config' not in record:
+        raise UserError(f'{manifest.path} has no stage {digest}; resubmit it with the kt '
+                        'command that planned it')
+    work_dir = manifest.work_dir
+    config = work_dir / record['config']
+    return PlannedStage(record.get('index', 0), digest, read_stage_config(config),
+                        work_dir / record['dir'], config, work_dir / record['checkpoint'],
+                        record.get('teachers', []), record.get('label', digest))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Train one recorded stage; exits 2 with one line if it fails."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('work_dir', type=Path)
+    parser.add_argument('digest')
+    parser.add_argument('--processes', type=int, default=1)
+    args = parser.parse_args(argv)
+    with exit_on_user_error('rerun the kt command that submitted it to resubmit it'):
+        manifest = Manifest(args.work_dir.resolve())
+        stage = recorded_stage(manifest, args.digest)
+        # One process needs no srun; several are one srun step over the job's tasks.
+        launcher = 'slurm' if args.processes > 1 else 'none'
+        command = train_command(stage.config_path, stage.dir, args.processes, launcher)
+        train_recorded_stage(manifest, stage, command, on_progress=lambda update: None,
+                             on_line=lambda line: print(line, flush=True))
+        print(f'stage {stage.label} ({stage.digest}): trained', flush=True)
+
+
+if __name__ == '__main__':
+    main()
