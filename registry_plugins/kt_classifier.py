@@ -1,5 +1,5 @@
 """An image classifier that trains against frozen teachers with the OR-loss."""
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -8,6 +8,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from .input_normalisation import InputRenormalisation
+from .teacher_precision import autograd_ready, check_teacher_precision, frozen_teacher_context
 
 
 @MODELS.register_module()
@@ -24,10 +25,16 @@ class KTClassifier(ImageClassifier):
     ``parameters()`` (so not in the optimizer, nor synchronised by DDP), not
     in ``state_dict()`` (so not in the student's checkpoints), and
     ``train()`` never switches them out of eval mode. They run their backbone
-    only, under ``torch.no_grad()``, on the student's batch re-normalised to
-    the mean/std their own weights expect (a teacher with another backbone
-    may expect another normalisation). ``to()``/``cuda()`` move them with the
-    student.
+    only, under ``torch.inference_mode()`` and autocast to
+    ``teacher_precision``, on the student's batch re-normalised to the
+    mean/std their own weights expect (a teacher with another backbone may
+    expect another normalisation); their maps come back as float32.
+    ``to()``/``cuda()`` move them with the student.
+
+    With ``channels_last`` the student's and its teachers' weights and every
+    input batch are kept in the channels-last memory format (faster
+    convolutions on tensor-core GPUs); the results are those of the default
+    format up to floating-point rounding.
 
     Args:
         backbone (dict): The backbone config.
@@ -44,6 +51,16 @@ class KTClassifier(ImageClassifier):
         data_preprocessor (dict, optional): The data preprocessor config.
             Defaults to None (``ClsDataPreprocessor``).
         init_cfg (dict, optional): The initialisation config. Defaults to None.
+        teacher_precision (str): What the teachers compute in: ``'fp32'``,
+            ``'fp16'``, ``'bf16'`` (autocast), or ``'auto'``: bf16 on GPUs
+            with native bf16 (Ampere and later), fp16 on older GPUs, fp32
+            elsewhere (CPU). Independent of the student's own precision.
+            Defaults to ``'auto'``.
+        channels_last (bool | str): Keep weights and inputs of the student
+            and its teachers in the channels-last memory format; ``'auto'``:
+            when a GPU is present (CNN backbones convolve faster so on tensor
+            cores; on the CPU the default format stays). Defaults to
+            ``'auto'``.
     """
 
     def __init__(self,
@@ -55,7 +72,9 @@ class KTClassifier(ImageClassifier):
                  pretrained: Optional[str] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 teacher_precision: str = 'auto',
+                 channels_last: Union[bool, str] = 'auto') -> None:
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -66,14 +85,28 @@ class KTClassifier(ImageClassifier):
             init_cfg=init_cfg)
         self.attention = MODELS.build(attention)
         self.or_loss = MODELS.build(or_loss)
+        self.teacher_precision = check_teacher_precision(teacher_precision)
+        if channels_last not in (True, False, 'auto'):
+            raise ValueError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
+        self.channels_last = (torch.cuda.is_available() if channels_last == 'auto'
+                              else channels_last)
         # Plain lists, so that the teachers are not registered submodules.
         self._teachers: List[nn.Module] = []
         self._teacher_inputs: List[InputRenormalisation] = []
+        if self.channels_last:
+            # Checkpoint loading copies into the weights in place, which keeps their
+            # memory format; so do moves between devices (and init_weights, below).
+            self.to(memory_format=torch.channels_last)
 
     @property
     def teachers(self) -> Tuple[nn.Module, ...]:
         """The attached frozen teachers, in training order."""
         return tuple(self._teachers)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The memory format of the weights and inputs of the student and its teachers."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def add_teacher(self, teacher: nn.Module) -> None:
         """Freeze ``teacher`` and attach it.
@@ -89,6 +122,7 @@ class KTClassifier(ImageClassifier):
         renormalisation = InputRenormalisation.between(self, teacher)
         teacher.requires_grad_(False)
         teacher.eval()
+        teacher.to(memory_format=self.memory_format)
         parameter = next(self.parameters(), None)
         if parameter is not None:
             teacher.to(parameter.device)
@@ -110,6 +144,27 @@ class KTClassifier(ImageClassifier):
             module._apply(fn, *args, **kwargs)
         return self
 
+    def init_weights(self) -> None:
+        """Initialise the weights as ``ImageClassifier`` does, in the default memory format.
+
+        Random initialisers fill a tensor in memory order, so channels-last
+        weights would draw other values; they are initialised contiguous and
+        converted back, and ``channels_last`` changes rounding only.
+        """
+        if not self.channels_last:
+            super().init_weights()
+            return
+        self.to(memory_format=torch.contiguous_format)
+        super().init_weights()
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor') -> Union[dict, list, torch.Tensor, tuple]:
+        """``ImageClassifier.forward``, with the batch in :attr:`memory_format`."""
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=self.memory_format)
+        return super().forward(inputs, data_samples, mode)
+
     def attention_map(self, inputs: torch.Tensor) -> torch.Tensor:
         """The student's normalised attention maps (B, H, W) for ``inputs``."""
         return self.attention(self.backbone(inputs)[-1])
@@ -121,12 +176,11 @@ class KTClassifier(ImageClassifier):
         return logits, self.attention(feats[-1])
 
     def teacher_attention_maps(self, inputs: torch.Tensor) -> List[torch.Tensor]:
-        """Each teacher's normalised attention maps for ``inputs``, no grad."""
-        with torch.no_grad():
-            return [
-                self.attention(teacher.backbone(renormalise(inputs))[-1])
-                for teacher, renormalise in zip(self._teachers, self._teacher_inputs)
-            ]
+        """Each teacher's normalised attention maps (float32) for ``inputs``, no grad."""
+        with frozen_teacher_context(self.teacher_precision, inputs.device):
+            maps = [self.attention(teacher.backbone(renormalise(inputs))[-1])
+                    for teacher, renormalise in zip(self._teachers, self._teacher_inputs)]
+        return [autograd_ready(m) for m in maps]
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         """Cross-entropy, plus the OR-loss when teachers are attached.
@@ -163,8 +217,8 @@ class KTDistiller(KTClassifier):
     """One student trained to reproduce the ensemble of its (frozen) teachers.
 
     The teachers are attached as for :class:`KTClassifier` (by
-    ``SequentialTeacherHook``) but run their full forward, under
-    ``torch.no_grad()`` in eval mode: their logits give the ensemble's soft
+    ``SequentialTeacherHook``) but run their full forward, in eval mode,
+    inference mode and ``teacher_precision``: their logits give the ensemble's soft
     targets, their attention maps the union the student may be pulled
     towards. The loss is the head's cross-entropy (its ``loss_weight``)
     plus ``distill_loss`` (see
@@ -187,11 +241,12 @@ class KTDistiller(KTClassifier):
 
     def teacher_outputs(self, inputs: torch.Tensor
                         ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Each teacher's logits and attention maps for ``inputs``, no grad."""
-        with torch.no_grad():
+        """Each teacher's logits and attention maps (float32) for ``inputs``, no grad."""
+        with frozen_teacher_context(self.teacher_precision, inputs.device):
             outputs = [teacher.logits_and_attention(renormalise(inputs))
                        for teacher, renormalise in zip(self._teachers, self._teacher_inputs)]
-        return [logits for logits, _ in outputs], [maps for _, maps in outputs]
+        return ([autograd_ready(logits) for logits, _ in outputs],
+                [autograd_ready(maps) for _, maps in outputs])
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         """Cross-entropy plus the distillation terms.

@@ -9,6 +9,7 @@ from mmpretrain.registry import HOOKS
 
 from .checkpoint_loading import resolve_checkpoint
 from .input_normalisation import input_normalisation
+from .teacher_precision import teacher_precision_name
 from .trained_model import load_trained_model
 
 
@@ -27,7 +28,9 @@ class SequentialTeacherHook(Hook):
     that it predicts the student's number of classes, and hands it to the
     student's ``add_teacher``, which freezes it, keeps it in eval mode and
     feeds it the student's batch in the normalisation the teacher expects
-    (its channel order must be the student's). It logs one line per teacher.
+    (its channel order must be the student's). It logs one line per teacher
+    and one on how they run (inference mode, the student's
+    ``teacher_precision`` on its device, its memory format).
 
     Args:
         teachers (Sequence[dict]): One ``dict(config=..., checkpoint=...)``
@@ -78,6 +81,11 @@ class SequentialTeacherHook(Hook):
                 f'{type(teacher.backbone).__name__} backbone, '
                 f'{num_params / 1e6:.2f}M parameters, frozen, eval mode, input mean '
                 f'{[round(v, 3) for v in mean]} std {[round(v, 3) for v in std]}')
+        device = next(student.parameters()).device
+        runner.logger.info(
+            f'Teachers run in inference mode, '
+            f'{teacher_precision_name(student.teacher_precision, device)} on {device}, '
+            f"{'channels_last' if student.channels_last else 'contiguous'} memory format")
         self._attached = True
 
     @staticmethod

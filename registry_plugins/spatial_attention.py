@@ -18,6 +18,9 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     is zero), never NaN or inf; an all-zero map and a 1 x 1 map are constant
     too.
 
+    Half-precision features (from a model under autocast) are normalised in
+    float32, so the map is float32 whatever precision the backbone ran in.
+
     Args:
         feats (Tensor): Feature maps of shape (B, C, H, W).
         eps (float): Relative flatness threshold. Defaults to 1e-6.
@@ -27,6 +30,8 @@ def spatial_attention_map(feats: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     """
     if feats.dim() != 4:
         raise ValueError(f'expected features of shape (B, C, H, W), got {tuple(feats.shape)}')
+    if feats.dtype in (torch.float16, torch.bfloat16):
+        feats = feats.float()
     channel_weights = feats.mean(dim=(2, 3), keepdim=True)
     maps = (channel_weights * feats).mean(dim=1)
     mean = maps.mean(dim=(1, 2), keepdim=True)

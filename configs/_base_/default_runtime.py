@@ -22,6 +22,8 @@ default_hooks = dict(
 )
 
 env_cfg = dict(
+    # cuDNN times its convolution algorithms for each new input shape and keeps the fastest
+    # (training crops have one size); the runs differ from each other in the last bits.
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # tools/train.py switches to gloo when no GPU is present.

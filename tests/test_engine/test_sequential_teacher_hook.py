@@ -85,6 +85,7 @@ def test_one_stage_with_two_frozen_teachers_trains_through_runner(tmp_path, demo
     assert scalars['train/loss_or'].current() > 0
     log = next((tmp_path / 'student').glob('*/*.log')).read_text()
     assert 'Teacher 1/2: teacher1.py' in log and 'Teacher 2/2: teacher2.py' in log
+    assert 'Teachers run in inference mode, fp32 on cpu, contiguous memory format' in log
     assert 'loss_or:' in log
 
 
@@ -115,3 +116,27 @@ def test_teacher_spec_without_checkpoint_is_rejected():
     from registry_plugins import SequentialTeacherHook
     with pytest.raises(ValueError, match="lacks \\['checkpoint'\\]"):
         SequentialTeacherHook(teachers=[dict(config='x.py')])
+
+
+def test_channels_last_student_and_teachers_train_through_runner(tmp_path, demo_root,
+                                                                 two_teachers):
+    specs, _ = two_teachers
+    config = write_tiny_config(
+        tmp_path / 'student.py', demo_root,
+        extra=f"model = dict(channels_last=True)\n"
+              f"custom_hooks = [dict(type='SequentialTeacherHook', teachers={specs[:1]!r})]")
+    cfg = Config.fromfile(str(config))
+    cfg.work_dir = str(tmp_path / 'student')
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    torch.backends.cudnn.benchmark = False
+    runner = Runner.from_cfg(cfg)
+    assert torch.backends.cudnn.benchmark  # set from default_runtime.py's env_cfg
+    runner.train()
+
+    for model in (runner.model, runner.model.teachers[0]):
+        assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert runner.message_hub.log_scalars['train/loss_or'].current() > 0
+    log = next((tmp_path / 'student').glob('*/*.log')).read_text()
+    assert 'fp32 on cpu, channels_last memory format' in log
+    checkpoint = torch.load(tmp_path / 'student' / 'epoch_1.pth', weights_only=True)
+    assert set(checkpoint['state_dict']) == set(runner.model.state_dict())

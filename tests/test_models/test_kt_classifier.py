@@ -1,5 +1,7 @@
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
 from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
@@ -101,3 +103,31 @@ def test_logits_and_attention_come_from_one_pass(student):
     logits, maps = student.logits_and_attention(inputs)
     torch.testing.assert_close(logits, student(inputs, mode='tensor'))
     torch.testing.assert_close(maps, student.attention_map(inputs))
+
+
+def test_channels_last_training_steps_match_the_default_format():
+    data = dict(inputs=torch.randn(4, 3, 32, 32),
+                data_samples=[DataSample().set_gt_label(label) for label in range(4)])
+    runs = {}
+    for channels_last in (False, True):
+        cfg = Config.fromfile(str(TINY_MODEL))
+        cfg.model.channels_last = channels_last
+        torch.manual_seed(0)
+        model = build_model_from_config(cfg)
+        model.init_weights()
+        model.add_teacher(make_teacher(1))
+        optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+        losses = [model.train_step(data, optim_wrapper) for _ in range(2)]
+        runs[channels_last] = model, losses
+    (plain, plain_losses), (nhwc, nhwc_losses) = runs[False], runs[True]
+    for model in (nhwc, nhwc.teachers[0]):
+        assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    for expected, actual in zip(plain_losses, nhwc_losses):
+        assert set(actual) == {'loss', 'loss_ce', 'loss_or'}
+        for name in expected:
+            torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
+    for (name, expected), actual in zip(plain.state_dict().items(), nhwc.state_dict().values()):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5, msg=name)
+    plain.eval(), nhwc.eval()
+    torch.testing.assert_close(nhwc(data['inputs']), plain(data['inputs']), rtol=1e-4, atol=1e-5)
