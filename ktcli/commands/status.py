@@ -23,7 +23,7 @@ def status(
                                              'JSON to this file.'),
 ) -> None:
     """Show each stage of a work dir: queued, running, done, failed, cancelled or
-    interrupted, its Slurm job, its epoch, its top-1 and training time.
+    interrupted, its Slurm job, its epoch, its top-1 and training time (m:ss).
 
     Slurm jobs are asked about with squeue and sacct when they are on PATH. Once every
     stage is done, rerun the command that planned them to score them and print its tables.
@@ -38,8 +38,9 @@ def status(
         statuses = stage_statuses(work_dir)
         table = Table(title=f'{len(statuses)} stages in {work_dir}')
         for column in ('stage', 'digest', 'teachers', 'status', 'job', 'epoch', 'top-1',
-                       'training time'):
-            table.add_column(column, justify='left' if column in ('stage', 'digest') else 'right')
+                       'time'):
+            table.add_column(column, justify='left' if column in ('stage', 'digest') else 'right',
+                             no_wrap=True)
         for stage in statuses:
             style = STATUS_STYLES.get(stage.status, '')
             epoch = '-' if stage.epoch is None else f'{stage.epoch}/{stage.epochs or "?"}'
