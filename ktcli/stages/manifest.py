@@ -111,9 +111,10 @@ class Manifest:
                     and (self.work_dir / record['checkpoint']).is_file())
 
     def reload(self) -> None:
-        """Read what other writers have recorded since."""
-        with self._exclusive():
-            pass
+        """Read what other writers have recorded since (writes nothing: they replace the
+        file atomically, so it is read whole)."""
+        if self._load() is not None:
+            self._rebuild()
 
     def update(self, digest: str, **fields) -> dict:
         """Set fields of a stage's record and save it in the stage dir and the manifest."""
