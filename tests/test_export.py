@@ -132,6 +132,8 @@ def test_metadata_round_trips(exported, three_members, model_format):
     metadata = read_back(exported[model_format])
     assert metadata['kt_version'] == __version__
     assert metadata['format'] == model_format
+    assert metadata['dtype'] == 'fp32'
+    assert metadata['quantisation'] is None and metadata['accuracy_check'] is None
     assert metadata['classes'] == list(DEMO_CLASSES)
     assert [s['index'] for s in metadata['stages']] == [1, 2, 3]
     assert [s['digest'] for s in metadata['stages']] == Manifest(three_members).chain

@@ -1,4 +1,5 @@
-"""tools/train.py and tools/test.py end to end on the tiny demo data."""
+"""tools/train.py and tools/test.py end to end on the tiny demo data; the inference benchmark."""
+import os
 import re
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from registry_plugins.checkpoint_loading import latest_complete_checkpoint
 
-from .conftest import REPO, run_tool, write_tiny_config
+from .conftest import REPO, TINY_CONFIG, run_tool, write_tiny_config
 
 TRAINED_EPOCHS = re.compile(r'Epoch\(train\) +\[(\d+)\]')
 TOP1 = re.compile(r'accuracy/top1: ([\d.]+)')
@@ -78,3 +79,19 @@ def test_missing_data_is_one_clear_line(tmp_path):
     assert 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith('error: ')
     assert 'no_data' in result.stderr
+
+
+def test_inference_benchmark_times_every_engine_and_int8():
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark_inference.py', '--config', str(TINY_CONFIG),
+         '--members', '2', '--img-size', '32', '--batch-sizes', '2', '--iters', '1',
+         '--warmup', '0', '--threads', '1', '--calibration-images', '4'],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, COLUMNS='200'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split('│')[2].strip(): line for line in result.stdout.splitlines()
+            if line.count('│') == 8}
+    assert list(rows) == ['eager', 'eager channels_last', 'TorchScript', 'ONNX Runtime fp32',
+                          'ONNX Runtime int8']
+    assert 'torch ' in result.stdout and '1 intra-op threads' in result.stdout
+    assert 'calibrated on 4 random normalised images (speed only)' in result.stdout

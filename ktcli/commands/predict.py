@@ -49,16 +49,18 @@ def predict(
         None, help='With a work dir: softmax (average the softmaxes; the default) or logits '
         '(softmax of the summed logits).'),
     device: str = typer.Option('cpu', help='cpu or cuda[:N].'),
+    threads: Optional[int] = typer.Option(
+        None, min=1, help='CPU threads of the model (default: every CPU kt may use).'),
 ) -> None:
     """Print the top-k classes of each image (one line on stderr per unreadable image).
 
-    Exits non-zero only when no image could be read.
+    Runs an int8 or fp16 file as any other. Exits non-zero only when no image could be read.
     """
     console = Console()
     with exit_on_user_error():
         paths = collect_images(images)
         run, metadata = load_model(model, models, fusion and fusion.value,
-                                   attention_out is not None, device)
+                                   attention_out is not None, device, threads)
         if attention_out is not None:
             if metadata['attention_layout'] is None:
                 raise UserError(f'{model} was exported without attention maps; export it with '
@@ -112,7 +114,8 @@ def collect_images(arguments: List[Path]) -> List[Path]:
 
 
 def load_model(model: Path, models: Optional[str], fusion: Optional[str],
-               with_attention: bool, device: str) -> Tuple[Callable, dict]:
+               with_attention: bool, device: str,
+               threads: Optional[int] = None) -> Tuple[Callable, dict]:
     """A function from model inputs to outputs, and the model's metadata.
 
     Args:
@@ -122,6 +125,8 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         with_attention (bool): Compute attention maps (work dirs only; an
             exported file has them or not).
         device (str): Where to run.
+        threads (int, optional): CPU threads. Defaults to None (every CPU
+            this process may use).
 
     Returns:
         tuple: ``run(inputs) -> [outputs]`` on numpy arrays, and the metadata.
@@ -130,8 +135,12 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         UserError: No such model, or a file ``kt export`` did not write.
     """
     from ..deployment.export_verifier import FORMATS, ExportedModel, torch_runner
+    from ..writing import available_cpus
 
+    threads = threads or available_cpus()
     if model.is_dir():
+        import torch
+        torch.set_num_threads(threads)
         from ..deployment.ensemble_module import load_work_dir_ensemble
         from ..deployment.export import ensemble_metadata
         from ..stages.work_dir import parse_models
@@ -148,7 +157,7 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         raise UserError('--models and --fusion apply to work dirs; an exported file has its '
                         'stages and fusion fixed (see `kt export --models --fusion`)')
     try:
-        exported = ExportedModel(model, device)
+        exported = ExportedModel(model, device, threads)
     except Exception as error:  # a corrupt or foreign file fails in the runtime's own way
         message = str(error).strip().splitlines()
         reason = message[0] if message else type(error).__name__

@@ -4,7 +4,7 @@ The same :class:`EnsembleModule` runs eagerly (``kt predict`` on a work dir, the
 benchmark) and is what ``kt export`` traces into an ONNX or TorchScript file, so the exported
 graph and the eager ensemble compute the same thing by construction.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -17,7 +17,7 @@ from registry_plugins.input_normalisation import (InputRenormalisation, channel_
 
 from ..errors import UserError
 from ..reports.ensemble_figures import FUSIONS, fuse
-from ..stages.work_dir import trained_stages
+from ..stages.work_dir import TrainedStage, trained_stages
 
 # mmcv's names for the interpolation of its Resize transform.
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
@@ -246,6 +246,9 @@ class StageEnsemble:
         config (Config): The first member's config (its test split gives
             the images that check an export).
         device (torch.device): Where the module runs.
+        stages (list[TrainedStage]): The work dir's stages the members were
+            loaded from (their cached test outputs give the fp32 figures of
+            an export's accuracy check); empty for members built otherwise.
     """
 
     module: EnsembleModule
@@ -257,12 +260,14 @@ class StageEnsemble:
     normalisations: List[Tuple[Tuple[float, ...], Tuple[float, ...]]]
     config: Config
     device: torch.device
+    stages: List[TrainedStage] = field(default_factory=list)
 
 
 def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
                       indices: Sequence[int], digests: Sequence[str], fusion: str = 'softmax',
                       with_attention: bool = False, include_preprocessing: bool = False,
-                      device: str = 'cpu') -> StageEnsemble:
+                      device: str = 'cpu',
+                      stages: Sequence[TrainedStage] = ()) -> StageEnsemble:
     """Put built classifiers and their configs together into a :class:`StageEnsemble`.
 
     All members must make the same pixels of an image (test pipeline, channel
@@ -279,6 +284,8 @@ def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
         include_preprocessing (bool): Normalise 0..255 input in the module.
             Defaults to False.
         device (str): Where the module runs. Defaults to ``'cpu'``.
+        stages (Sequence[TrainedStage]): The work dir's stages they were
+            loaded from, if any. Defaults to ().
 
     Returns:
         StageEnsemble: The ensemble, in eval mode on ``device``.
@@ -300,7 +307,7 @@ def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
     return StageEnsemble(module.to(target).eval(), preprocessing[0],
                          class_names_of(configs[0], num_classes[0]), list(indices), list(digests),
                          attention_sizes, [(p.mean, p.std) for p in preprocessing], configs[0],
-                         target)
+                         target, list(stages))
 
 
 def _attention_sizes(members: Sequence[nn.Module], preprocessing: Preprocessing,
@@ -351,4 +358,4 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
                for cfg, stage in zip(configs, stages)]
     return assemble_ensemble(members, configs, [s.index for s in stages],
                              [s.digest for s in stages], fusion, with_attention,
-                             include_preprocessing, device)
+                             include_preprocessing, device, stages)

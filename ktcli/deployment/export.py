@@ -2,71 +2,97 @@
 
 The file holds the whole :class:`~ktcli.deployment.ensemble_module.EnsembleModule` (all members
 and the fusion) with a dynamic batch axis, plus one JSON blob of metadata (``kt.json``: input size,
-normalisation, channel order, class names, stages, fusion, outputs) as an ONNX
+normalisation, channel order, class names, stages, fusion, outputs, precision) as an ONNX
 ``metadata_props`` entry or a TorchScript extra file. After writing, ``python -m
 ktcli.deployment.export_verifier`` loads it in a new process and runs it on the first test images
 (random images when the test split cannot be read) at the chosen batch size and at batch 1;
-its outputs must match the eager ensemble's. A file that fails is deleted.
+its outputs must match the eager ensemble's (:mod:`~ktcli.deployment.export_check`). A file
+that fails is deleted.
+
+An int8 or fp16 ONNX file (:mod:`~ktcli.deployment.quantisation`) is made from an fp32 file
+written and checked as above in a temporary folder; it is then judged by its accuracy on the
+whole test split (:mod:`~ktcli.deployment.accuracy_check`), its figures are stored in its
+metadata, and it is written to its path only if it passes.
 """
 import json
-import subprocess
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
 import torch
 
 from .. import __version__
 from ..errors import UserError
-from ..resources import IMPORT_ROOT
+from ..writing import write_atomically
+from .accuracy_check import AccuracyFigures, AccuracyThresholds, check_accuracy
 from .ensemble_module import EnsembleModule, StageEnsemble
+from .export_check import CheckRow, ExportCheckError, check_batches, verify_export
 from .export_verifier import METADATA_KEY, to_model_input
+from .quantisation import convert_fp16, quantise_int8
+from .split_images import calibration_images
 
 ONNX_OPSET = 18
 # Protobuf cannot hold a file of 2 GiB or more: larger models keep their weights beside it.
 ONNX_SINGLE_FILE_LIMIT = 2 ** 31 - 2 ** 24
 SUFFIXES = {'onnx': '.onnx', 'torchscript': '.pt'}
-# The fp32 check: largest allowed difference from the eager ensemble.
-PROBABILITY_TOLERANCE = 1e-4
-ATTENTION_TOLERANCE = 1e-3
-
-
-class ExportCheckError(UserError):
-    """An exported file that does not reproduce the eager ensemble (it has been deleted)."""
+# Training images int8 calibration reads by default.
+CALIBRATION_IMAGES = 128
 
 
 @dataclass(frozen=True)
-class CheckRow:
-    """How a file's outputs compared with the eager ensemble on one batch."""
+class Precision:
+    """The precision of an export and, below fp32, how it is made and judged.
 
-    batch: str
-    size: int
-    probability_diff: float
-    top1_agree: int
-    attention_diff: Optional[float]
+    Args:
+        dtype (str): ``'fp32'``, ``'int8'`` or ``'fp16'``. Defaults to ``'fp32'``.
+        calibration_images (int): Training images int8 calibrates on.
+            Defaults to :data:`CALIBRATION_IMAGES`.
+        thresholds (AccuracyThresholds): What an int8 or fp16 file must reach
+            on the test split. Defaults to the standard thresholds.
+    """
+
+    dtype: str = 'fp32'
+    calibration_images: int = CALIBRATION_IMAGES
+    thresholds: AccuracyThresholds = AccuracyThresholds()
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """A written and checked file."""
+    """A written and checked file.
+
+    Attributes:
+        path (Path): The file.
+        bytes (int): Its size.
+        images (str): What the fp32 check ran on.
+        rows (list[CheckRow]): The fp32 check (of the fp32 file an int8 or
+            fp16 file was made from).
+        metadata (dict): The metadata stored in it.
+        accuracy (AccuracyFigures, optional): The accuracy check of an int8
+            or fp16 file; None for fp32.
+    """
 
     path: Path
     bytes: int
     images: str
     rows: List[CheckRow]
     metadata: dict
+    accuracy: Optional[AccuracyFigures] = None
 
 
-def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
+def ensemble_metadata(ensemble: StageEnsemble, model_format: str, dtype: str = 'fp32') -> dict:
     """Everything a caller needs to feed the ensemble and read its outputs.
+
+    ``quantisation`` (how an int8 or fp16 file was made) and ``accuracy_check``
+    (its figures on the test split) stay None here; the export fills them in.
 
     Args:
         ensemble (StageEnsemble): The ensemble.
         model_format (str): ``'onnx'``, ``'torchscript'`` or ``'pytorch'`` (eager).
+        dtype (str): The precision of the weights and computation: ``'fp32'``,
+            ``'int8'`` or ``'fp16'`` (input and outputs are float32 in all).
+            Defaults to ``'fp32'``.
 
     Returns:
         dict: JSON-ready metadata.
@@ -81,6 +107,9 @@ def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
     return dict(
         kt_version=__version__,
         format=model_format,
+        dtype=dtype,
+        quantisation=None,
+        accuracy_check=None,
         fusion=module.fusion,
         stages=[dict(index=index, digest=digest, attention_size=list(size),
                      mean=list(mean), std=list(std))
@@ -100,14 +129,17 @@ def ensemble_metadata(ensemble: StageEnsemble, model_format: str) -> dict:
     )
 
 
-def default_output(work_dir: Path, indices: List[int], model_format: str) -> Path:
-    """``WORK_DIR/exports/ensemble_<stages>.<onnx|pt>`` (``student.<onnx|pt>`` for a distilled
-    student)."""
+def default_output(work_dir: Path, indices: List[int], model_format: str,
+                   dtype: str = 'fp32') -> Path:
+    """``WORK_DIR/exports/ensemble_<stages>[_<dtype>].<onnx|pt>`` (``student...`` for a
+    distilled student; the dtype only below fp32)."""
     from ..stages.work_dir import STUDENT_INDEX
     if list(indices) == [STUDENT_INDEX]:
         name = 'student'
     else:
         name = 'ensemble_' + '-'.join(map(str, indices))
+    if dtype != 'fp32':
+        name = f'{name}_{dtype}'
     return Path(work_dir) / 'exports' / f'{name}{SUFFIXES[model_format]}'
 
 
@@ -155,145 +187,86 @@ def _write_onnx(module: EnsembleModule, example: torch.Tensor, path: Path, text:
                                f'into {path}; both were removed (please report this)')
 
 
-def check_batches(ensemble: StageEnsemble, metadata: dict,
-                  batch_size: int) -> Tuple[Dict[str, np.ndarray], str]:
-    """The inputs an export is checked on: ``batch_size`` images, and the first alone.
-
-    Args:
-        ensemble (StageEnsemble): The ensemble (its first config names the test split).
-        metadata (dict): Its metadata (the input convention).
-        batch_size (int): Images in the larger batch (at least 2).
-
-    Returns:
-        tuple: ``{'batch N': inputs, 'batch 1': inputs}`` as float32 model
-        inputs, and where the images came from.
-    """
-    images = _test_images(ensemble, batch_size)
-    if images is not None and len(images) >= 2:
-        source = f'the first {len(images)} test images'
-    else:
-        height, width = ensemble.preprocessing.input_size
-        images = np.random.default_rng(0).integers(0, 256, (batch_size, 3, height, width),
-                                                   dtype=np.uint8)
-        source = f'{batch_size} random images (the test split could not be read)'
-    inputs = to_model_input(images, metadata)
-    return {f'batch {len(inputs)}': inputs, 'batch 1': inputs[:1]}, source
-
-
-def _test_images(ensemble: StageEnsemble, count: int) -> Optional[np.ndarray]:
-    """The first ``count`` images of the test split after its pipeline (uint8 BGR NCHW)."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import DATASETS
-
-    cfg = ensemble.config
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    try:
-        dataset = DATASETS.build(cfg.test_dataloader.dataset)
-        images = [dataset[k]['inputs'].numpy() for k in range(min(count, len(dataset)))]
-    except (OSError, ValueError, RuntimeError, AssertionError):
-        return None
-    return np.stack(images) if images else None
-
-
-def verify_export(path: Path, ensemble: StageEnsemble, metadata: dict,
-                  batches: Dict[str, np.ndarray]) -> List[CheckRow]:
-    """Run ``path`` in a fresh process and compare it with the eager ensemble.
-
-    The probabilities must agree within :data:`PROBABILITY_TOLERANCE` with
-    the same top-1 class for every image, the attention maps within
-    :data:`ATTENTION_TOLERANCE`, and the metadata read back must equal
-    ``metadata``. A file that fails is deleted.
-
-    Args:
-        path (Path): The written file.
-        ensemble (StageEnsemble): The eager ensemble it was written from.
-        metadata (dict): The metadata it should carry.
-        batches (dict): Named float32 input batches (see :func:`check_batches`).
-
-    Returns:
-        list[CheckRow]: One row per batch.
-
-    Raises:
-        ExportCheckError: The file does not load, run or match.
-    """
-    try:
-        outputs, read_metadata = _run_fresh(path, batches, str(ensemble.device))
-        if read_metadata != metadata:
-            raise ExportCheckError('its metadata did not read back as written')
-        from .export_verifier import torch_runner
-        eager = torch_runner(ensemble.module, str(ensemble.device))
-        return [_compare(name, eager(inputs), outputs[name]) for name, inputs in batches.items()]
-    except ExportCheckError as error:
-        path.unlink(missing_ok=True)
-        raise ExportCheckError(f'{path.name} failed its check and was removed: {error}; '
-                               'try the other --format and please report this') from None
-
-
-def _run_fresh(path: Path, batches: Dict[str, np.ndarray],
-               device: str) -> Tuple[Dict[str, List[np.ndarray]], dict]:
-    with tempfile.TemporaryDirectory(prefix='kt_export_check_') as folder:
-        inputs, results = Path(folder) / 'inputs.npz', Path(folder) / 'outputs.npz'
-        np.savez(inputs, **batches)
-        process = subprocess.run(
-            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(path), str(inputs),
-             str(results), '--device', device],
-            capture_output=True, text=True, cwd=IMPORT_ROOT)
-        if process.returncode != 0:
-            lines = process.stderr.strip().splitlines()
-            raise ExportCheckError('a fresh process could not run it '
-                                   f'({lines[-1] if lines else f"exit code {process.returncode}"})')
-        with np.load(results) as saved:
-            metadata = json.loads(str(saved['metadata']))
-            count = len(metadata['outputs'])
-            outputs = {name: [saved[f'{name}/{k}'] for k in range(count)] for name in batches}
-    return outputs, metadata
-
-
-def _compare(name: str, expected: List[np.ndarray], actual: List[np.ndarray]) -> CheckRow:
-    shapes = [e.shape for e in expected], [a.shape for a in actual]
-    if shapes[0] != shapes[1]:
-        raise ExportCheckError(f'at {name} its outputs have shapes {shapes[1]} instead of '
-                               f'{shapes[0]}')
-    probability_diff = float(np.abs(expected[0] - actual[0]).max())
-    top1_agree = int((expected[0].argmax(axis=1) == actual[0].argmax(axis=1)).sum())
-    attention_diff = (max(float(np.abs(e - a).max()) for e, a in zip(expected[1:], actual[1:]))
-                      if len(expected) > 1 else None)
-    size = len(expected[0])
-    if not probability_diff <= PROBABILITY_TOLERANCE or top1_agree != size:
-        raise ExportCheckError(f'at {name} its probabilities differ from the eager ensemble by '
-                               f'up to {probability_diff:.2e} (allowed '
-                               f'{PROBABILITY_TOLERANCE:.0e}) and its top-1 agrees on '
-                               f'{top1_agree}/{size} images')
-    if attention_diff is not None and not attention_diff <= ATTENTION_TOLERANCE:
-        raise ExportCheckError(f'at {name} its attention maps differ from the eager ensemble by '
-                               f'up to {attention_diff:.2e} (allowed {ATTENTION_TOLERANCE:.0e})')
-    return CheckRow(name, size, probability_diff, top1_agree, attention_diff)
-
-
 def export_ensemble(ensemble: StageEnsemble, model_format: str, path: Path,
-                    batch_size: int = 8) -> ExportResult:
+                    batch_size: int = 8, precision: Precision = Precision()) -> ExportResult:
     """Write ``ensemble`` to ``path`` and check the file in a fresh process.
 
     Args:
         ensemble (StageEnsemble): The ensemble.
         model_format (str): ``'onnx'`` or ``'torchscript'``.
         path (Path): The file to write.
-        batch_size (int): Images in the check's larger batch (at least 2).
-            Defaults to 8.
+        batch_size (int): Images in the check's larger batch (at least 2),
+            and per call of the accuracy check. Defaults to 8.
+        precision (Precision): fp32 (the default), or int8 / fp16 (ONNX only).
 
     Returns:
         ExportResult: The file, its size and the check's figures.
 
     Raises:
-        UserError: ``path`` has the wrong suffix for the format.
-        ExportCheckError: The file failed its check (and was deleted).
+        UserError: int8 / fp16 was asked of TorchScript, or ``path`` has the
+            wrong suffix for the format.
+        ExportCheckError: The file failed its check (and was deleted), or an
+            int8 / fp16 file missed its accuracy thresholds (and was not kept).
     """
+    if precision.dtype != 'fp32' and model_format != 'onnx':
+        raise UserError(f'--dtype {precision.dtype} needs --format onnx (kt makes it with ONNX '
+                        'Runtime); TorchScript exports are fp32')
     if path.suffix.lower() != SUFFIXES[model_format]:
         raise UserError(f'--out {path} must end in {SUFFIXES[model_format]} for --format '
                         f'{model_format} (kt predict tells the formats apart by it)')
-    metadata = ensemble_metadata(ensemble, model_format)
+    metadata = ensemble_metadata(ensemble, model_format, precision.dtype)
     batches, source = check_batches(ensemble, metadata, batch_size)
     example = torch.from_numpy(next(iter(batches.values()))).to(ensemble.device)
-    write_model(ensemble.module, example, path, metadata, model_format)
-    rows = verify_export(path, ensemble, metadata, batches)
-    return ExportResult(path, path.stat().st_size, source, rows, metadata)
+    if precision.dtype == 'fp32':
+        write_model(ensemble.module, example, path, metadata, model_format)
+        rows = verify_export(path, ensemble, metadata, batches)
+        return ExportResult(path, path.stat().st_size, source, rows, metadata)
+    return _export_reduced(ensemble, path, batch_size, precision, metadata, batches, example,
+                           source)
+
+
+def _export_reduced(ensemble: StageEnsemble, path: Path, batch_size: int, precision: Precision,
+                    metadata: dict, batches: dict, example: torch.Tensor,
+                    source: str) -> ExportResult:
+    """An int8 or fp16 ONNX file, made from a checked fp32 one and judged by its accuracy."""
+    with tempfile.TemporaryDirectory(prefix='kt_export_') as folder:
+        fp32_path = Path(folder) / f'{path.stem}.fp32.onnx'
+        fp32_metadata = dict(metadata, dtype='fp32')
+        write_model(ensemble.module, example, fp32_path, fp32_metadata, 'onnx')
+        rows = verify_export(fp32_path, ensemble, fp32_metadata, batches)
+        reduced = Path(folder) / path.name
+        if precision.dtype == 'int8':
+            calibration = to_model_input(
+                calibration_images(ensemble.config, precision.calibration_images), metadata)
+            metadata['quantisation'] = quantise_int8(fp32_path, reduced, calibration)
+        else:
+            metadata['quantisation'] = convert_fp16(fp32_path, reduced)
+        store_onnx_metadata(reduced, reduced, metadata)
+        accuracy = check_accuracy(reduced, ensemble, metadata, precision.thresholds, batch_size)
+        if not accuracy.passed:
+            calibrate = 'try another --calibration-images, ' if precision.dtype == 'int8' else ''
+            raise ExportCheckError(
+                f'{path.name} ({precision.dtype}) missed its accuracy check and was not kept: '
+                f'{accuracy.summary()}; {calibrate}accept these figures with --min-agreement / '
+                '--top1-tolerance, or export --dtype fp32')
+        metadata['accuracy_check'] = accuracy.to_dict()
+        store_onnx_metadata(reduced, path, metadata)
+    return ExportResult(path, path.stat().st_size, source, rows, metadata, accuracy)
+
+
+def store_onnx_metadata(source: Path, target: Path, metadata: dict) -> None:
+    """Write the ONNX file ``source`` to ``target`` (atomically) with ``metadata`` as its kt.json.
+
+    Args:
+        source (Path): An ONNX file (weights inside it).
+        target (Path): Where to write; may be ``source``.
+        metadata (dict): The metadata, replacing any kt.json it holds.
+    """
+    import onnx
+
+    model = onnx.load(str(source))
+    kept = [prop for prop in model.metadata_props if prop.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+    write_atomically(target, model.SerializeToString())
