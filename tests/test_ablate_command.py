@@ -44,7 +44,7 @@ def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, tra
     work_dir = tmp_path / 'work'
     result = kt_ablate('n', work_dir, demo_root, '--max-n', '3', '--parallel', '2')
     assert '5 distinct stages: 0 reused, 5 to train' in result.stdout
-    assert '2 stages at a time: 1 CPU thread; 1 CPU thread' in result.stdout
+    assert '2 stages at a time: sharing 2 CPU cores' in result.stdout
     assert len(finished_stages(work_dir)) == 5
     manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
     by_label = {record['label']: Path(work_dir / record['dir'])

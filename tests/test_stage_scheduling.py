@@ -176,20 +176,22 @@ def test_chain_lengths_put_the_longest_chain_first():
     assert chain_lengths(stages) == dict(s1=2, o2=1, o3=0, b2=0, b3=0)
 
 
-def test_cpu_slots_share_the_threads(monkeypatch):
+def test_cpu_slots_share_the_threads_of_the_running_stages(monkeypatch):
     monkeypatch.setattr('ktcli.stages.scheduler.available_cpus', lambda: 8)
     monkeypatch.setattr('torch.cuda.device_count', lambda: 0)
-    assert [slot.env for slot in machine_slots(4, 1)] == [
-        dict(OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')] * 4
-    assert [slot.env for slot in machine_slots(2, 2)] == [
-        dict(OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')] * 2
-    assert [slot.env for slot in machine_slots(1, 1)] == [{}]
+    slots = machine_slots(4, 1)
+    assert len(slots) == 4
+    assert slots[0].env(sharing=4, processes=1) == dict(OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')
+    assert slots[0].env(sharing=2, processes=2) == dict(OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')
+    # A stage that starts alone (the end of a chain) keeps every core.
+    assert slots[0].env(sharing=1, processes=1) == {}
 
 
 def test_gpu_slots_pin_each_stage_to_its_gpus(monkeypatch):
     monkeypatch.setattr('torch.cuda.device_count', lambda: 8)
-    assert [slot.env['CUDA_VISIBLE_DEVICES'] for slot in machine_slots(4, 2)] == [
-        '0,1', '2,3', '4,5', '6,7']
+    slots = machine_slots(4, 2)
+    assert [slot.env(sharing=4, processes=2) for slot in slots] == [
+        dict(CUDA_VISIBLE_DEVICES=gpus) for gpus in ('0,1', '2,3', '4,5', '6,7')]
     assert len(machine_slots(8, 4)) == 2
 
 

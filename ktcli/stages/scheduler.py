@@ -5,15 +5,16 @@ of independent sequences (Base models, other alphas, other seeds) can train
 side by side. :class:`LocalScheduler` starts every stage whose teachers are
 done, up to ``parallel`` at once, longest remaining chain first; each gets
 its own GPUs (``CUDA_VISIBLE_DEVICES``) or, on a CPU-only machine, its share
-of the CPUs' threads. Stages are not pinned to CPUs: their data loaders keep
-the worker count a serial run has, so a stage trains to the same weights
-either way.
+of the CPUs' threads: cores / the stages running once it starts (a stage
+that starts alone, like the end of a chain, gets every core). Stages are not
+pinned to CPUs: their data loaders keep the worker count a serial run has, so
+a stage trains to the same weights either way.
 """
 import concurrent.futures
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -34,39 +35,45 @@ STOP_GRACE = (5, 25)
 
 @dataclass
 class Slot:
-    """Where one stage runs: the environment variables that give it its GPUs or threads."""
+    """Where one stage runs: its own GPUs, or (``gpus`` None) a share of the CPUs.
 
-    env: Dict[str, str] = field(default_factory=dict)
+    Args:
+        gpus (str, optional): Its ``CUDA_VISIBLE_DEVICES``, e.g. ``'2,3'``.
+    """
 
-    def describe(self) -> str:
-        """E.g. ``GPU 2,3`` or ``1 CPU thread``."""
-        if 'CUDA_VISIBLE_DEVICES' in self.env:
-            return f'GPU {self.env["CUDA_VISIBLE_DEVICES"]}'
-        if 'OMP_NUM_THREADS' in self.env:
-            threads = self.env['OMP_NUM_THREADS']
-            return f'{threads} CPU thread{"s" if threads != "1" else ""}'
-        return 'this machine'
+    gpus: Optional[str] = None
+
+    def env(self, sharing: int, processes: int) -> Dict[str, str]:
+        """The environment variables of a stage started here while ``sharing`` stages
+        (itself included) run: its GPUs, or cores / ``sharing`` threads per process. A
+        stage alone keeps the environment as it is (the user's own thread settings)."""
+        if self.gpus is not None:
+            return dict(CUDA_VISIBLE_DEVICES=self.gpus)
+        if sharing <= 1:
+            return {}
+        threads = str(max(1, available_cpus() // sharing // processes))
+        return dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
 
 
 def machine_slots(parallel: int, processes: int) -> List[Slot]:
-    """Split this machine into at most ``parallel`` slots of ``processes`` GPUs each, or,
-    without GPUs, into equal shares of the CPU threads this process may use.
-
-    One slot leaves the environment as it is (the user's own thread settings hold).
-    """
+    """At most ``parallel`` slots of ``processes`` GPUs each or, without GPUs, ``parallel``
+    slots that share the CPUs."""
     import torch
     gpus = torch.cuda.device_count()
-    if gpus:
-        parallel = max(1, min(parallel, gpus // processes))
-    if parallel <= 1:
+    if not gpus:
+        return [Slot() for _ in range(max(1, parallel))]
+    parallel = max(1, min(parallel, gpus // processes))
+    if parallel == 1:
         return [Slot()]
-    if gpus:
-        return [Slot(dict(CUDA_VISIBLE_DEVICES=','.join(
-            str(gpu) for gpu in range(slot * processes, (slot + 1) * processes))))
+    return [Slot(','.join(str(gpu) for gpu in range(slot * processes, (slot + 1) * processes)))
             for slot in range(parallel)]
-    threads = str(max(1, available_cpus() // parallel // processes))
-    return [Slot(dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads))
-            for _ in range(parallel)]
+
+
+def describe_slots(slots: Sequence[Slot]) -> str:
+    """E.g. ``2 stages at a time: GPU 0; GPU 1`` or ``... sharing 8 CPU cores``."""
+    where = ('; '.join(f'GPU {slot.gpus}' for slot in slots) if slots[0].gpus is not None
+             else f'sharing {available_cpus()} CPU cores (cores / running stages threads each)')
+    return f'{len(slots)} stages at a time: {where}'
 
 
 def unique_stages(stages: Sequence[PlannedStage]) -> List[PlannedStage]:
@@ -154,8 +161,7 @@ class LocalScheduler:
         lengths = chain_lengths(stages)
         free = machine_slots(min(self.parallel, len(waiting)), self.processes)
         if len(free) > 1:
-            self.console.print(f'{len(free)} stages at a time: '
-                               + '; '.join(slot.describe() for slot in free))
+            self.console.print(describe_slots(free))
         failures: List[UserError] = []
         running: Dict[concurrent.futures.Future, tuple] = {}
         with self._progress() as progress, \
@@ -164,10 +170,13 @@ class LocalScheduler:
                 while waiting or running:
                     ready = sorted((s for s in waiting if done.issuperset(s.teachers)),
                                    key=lambda s: -lengths[s.digest])
+                    # The stages that will run once these start share the CPUs.
+                    sharing = len(running) + min(len(ready), len(free))
                     while ready and free and not failures:
                         stage, slot = ready.pop(0), free.pop(0)
                         waiting.remove(stage)
-                        future = pool.submit(self._train, manifest, stage, slot, progress)
+                        future = pool.submit(self._train, manifest, stage,
+                                             slot.env(sharing, self.processes), progress)
                         running[future] = (stage, slot)
                     if not running:
                         break
@@ -191,11 +200,13 @@ class LocalScheduler:
             raise failures[0]
         return True
 
-    def _train(self, manifest: Manifest, stage: PlannedStage, slot: Slot,
+    def _train(self, manifest: Manifest, stage: PlannedStage, env: Dict[str, str],
                progress: Progress) -> None:
-        """Train one stage in ``slot`` (runs in a worker thread)."""
+        """Train one stage with ``env`` set (runs in a worker thread)."""
         write_stage_config(stage.cfg, stage.dir)
-        task = progress.add_task('', total=None, stage=stage.label, status='starting',
+        where = (f' on GPU {env["CUDA_VISIBLE_DEVICES"]}' if 'CUDA_VISIBLE_DEVICES' in env
+                 else f' with {env["OMP_NUM_THREADS"]} thread(s)' if env else '')
+        task = progress.add_task('', total=None, stage=stage.label, status=f'starting{where}',
                                  losses='')
 
         def show(update: TrainProgress) -> None:
@@ -215,7 +226,7 @@ class LocalScheduler:
         command = train_command(stage.config_path, stage.dir, self.processes, self.launcher)
         try:
             train_recorded_stage(manifest, stage, command, show,
-                                 print_line if self.verbose else None, slot.env,
+                                 print_line if self.verbose else None, env,
                                  self._children.append)
         finally:
             progress.remove_task(task)
