@@ -74,7 +74,9 @@ def load_checkpoint_file(filename: Union[str, Path],
             'kt never unpickles; if you trust the file, save its state_dict alone with '
             'torch.save(...) and pass that, or retrain it with this kt') from None
     except Exception as error:  # garbage can fail the unpickler in any way
-        raise CheckpointError(_unreadable(filename, first_line(error))) from None
+        # What went wrong inside a torch.save archive may help; in anything else it is noise.
+        reason = first_line(error) if zipfile.is_zipfile(filename) else 'not a torch.save file'
+        raise CheckpointError(_unreadable(filename, reason)) from None
 
 
 def _unreadable(filename: Path, reason: str) -> str:
