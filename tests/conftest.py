@@ -11,7 +11,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
 
-
 @pytest.fixture(scope='session', autouse=True)
 def image_check_cache(tmp_path_factory) -> Path:
     """kt's cache of image-check verdicts, in the session's temporary folder (inherited by
@@ -40,6 +39,20 @@ def trained_work_dir(tmp_path_factory, demo_root) -> Path:
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return work_dir
+
+
+@pytest.fixture(scope='session')
+def three_members(tmp_path_factory, demo_root) -> Path:
+    """The export tests' 3-member work dir (see tests/test_export.py)."""
+    from .test_export import three_member_work_dir
+    return three_member_work_dir(tmp_path_factory.getbasetemp(), demo_root)
+
+
+@pytest.fixture(scope='session')
+def exported(three_members) -> dict:
+    """Its ensemble exported to ONNX and TorchScript (see tests/test_export.py)."""
+    from .test_export import exported_files
+    return exported_files(three_members)
 
 
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',

@@ -97,16 +97,6 @@ def exported_files(work_dir: Path) -> Dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope='session')
-def three_members(tmp_path_factory, demo_root) -> Path:
-    return three_member_work_dir(tmp_path_factory.getbasetemp(), demo_root)
-
-
-@pytest.fixture(scope='session')
-def exported(three_members) -> Dict[str, Path]:
-    return exported_files(three_members)
-
-
 def read_back(path: Path) -> dict:
     from ktcli.deployment.export_verifier import ExportedModel
     return ExportedModel(path).metadata

@@ -15,20 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from .test_export import cli, exported_files, three_member_work_dir
+from .test_export import cli
 from .test_predict import cli as predict_cli
 
 CALIBRATION_IMAGES = 16
-
-
-@pytest.fixture(scope='session')
-def three_members(tmp_path_factory, demo_root) -> Path:
-    return three_member_work_dir(tmp_path_factory.getbasetemp(), demo_root)
-
-
-@pytest.fixture(scope='session')
-def exported(three_members) -> dict:
-    return exported_files(three_members)
 
 
 @pytest.fixture(scope='module')

@@ -11,18 +11,6 @@ from typer.testing import CliRunner
 
 from ktcli.commands.predict import predict
 
-from .test_export import exported_files, three_member_work_dir
-
-
-@pytest.fixture(scope='session')
-def three_members(tmp_path_factory, demo_root) -> Path:
-    return three_member_work_dir(tmp_path_factory.getbasetemp(), demo_root)
-
-
-@pytest.fixture(scope='session')
-def exported(three_members) -> dict:
-    return exported_files(three_members)
-
 
 def cli() -> typer.Typer:
     """The predict command on an app of its own (the callback keeps subcommand names)."""
