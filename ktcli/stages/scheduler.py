@@ -148,7 +148,9 @@ class LocalScheduler:
         """
         manifest = Manifest(self.work_dir)
         stages = unique_stages(stages)
-        done = {stage.digest for stage in stages if manifest.is_done(stage.digest)}
+        # Teachers planned elsewhere (a student's members) count once they are done.
+        known = {stage.digest for stage in stages}.union(*(s.teachers for s in stages))
+        done = {digest for digest in known if manifest.is_done(digest)}
         waiting = [stage for stage in stages if stage.digest not in done]
         for stage in waiting:
             record = manifest.stage(stage.digest) or {}

@@ -203,8 +203,6 @@ class SequenceTrainer:
                              settings=self.settings.to_record())
         if reused:
             self.console.print(f'student [dim]{stage.digest}[/]: reused')
-        # The members are done: the student needs no teacher to wait for.
-        stage.teachers = []
         if not self.scheduler.run([stage]):
             return None
         outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,

@@ -59,7 +59,7 @@ def stage_statuses(work_dir: Path) -> List[StageStatus]:
     manifest = Manifest(work_dir)
     records = list(manifest.stages.values())
     jobs = job_states(record.get('job_id') for record in records
-                      if record.get('status') in ('queued', 'running'))
+                      if record.get('status') in LIVE)
     host = socket.gethostname()
     statuses = []
     for record in records:
