@@ -31,6 +31,11 @@ _HTTP_CACHE_ENV = 'KT_CHECKPOINT_CACHE'
 # Checkpoint schemes kt adds to mmengine's: timm's pretrained weights, weights in a pip package.
 TIMM_SCHEME = 'timm://'
 PACKAGE_SCHEME = 'package://'
+# Checkpoint entries mmengine parses as Python: meta's (Runner.resume, the inferencer) and the
+# message hub's runtime info (the inferencer).
+_META_CODE = ('config', 'cfg')
+# Runtime info that holds a path mmengine's CheckpointHook would write to or delete.
+_RUNTIME_PATHS = ('last_ckpt',)
 # How torch's weights-only unpickler names the object a file asked for.
 _REFUSED_OBJECT = re.compile(r'GLOBAL ([\w.]+)')
 
@@ -64,7 +69,10 @@ def load_checkpoint_file(filename: Union[str, Path],
     if not filename.is_file():
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        return without_code(torch.load(filename, map_location=map_location, weights_only=True),
+                            filename)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as error:
         refused = _REFUSED_OBJECT.search(str(error))
         if refused is None:
@@ -77,6 +85,50 @@ def load_checkpoint_file(filename: Union[str, Path],
         # What went wrong inside a torch.save archive may help; in anything else it is noise.
         reason = first_line(error) if zipfile.is_zipfile(filename) else 'not a torch.save file'
         raise CheckpointError(_unreadable(filename, reason)) from None
+
+
+def without_code(checkpoint: Any, filename: Union[str, Path] = 'the checkpoint') -> Any:
+    """A loaded checkpoint without what mmengine would run as Python or follow as a path.
+
+    mmengine 0.10.7's ``Runner.resume`` executes ``meta['config']`` (``Config.fromstring``)
+    and its inferencer ``meta['cfg']`` or the message hub's ``cfg``; its CheckpointHook
+    deletes the files that the message hub's ``keep_ckpt_ids`` and ``best_ckpt*`` name
+    and records ``last_ckpt``. The config strings and paths are dropped and checkpoint
+    ids other than epoch numbers are refused; nothing else in a checkpoint is code.
+
+    Args:
+        checkpoint: What ``torch.load`` returned (a checkpoint dict or a state dict).
+        filename (str | Path): The file, for the message.
+
+    Returns:
+        The same object, cleaned in place.
+
+    Raises:
+        CheckpointError: ``meta`` or the message hub holds values of the wrong kind.
+    """
+    if not isinstance(checkpoint, dict):
+        return checkpoint
+    meta = checkpoint.get('meta')
+    if meta is not None:
+        if not isinstance(meta, dict) or not all(
+                _is_count(meta[key]) for key in ('epoch', 'iter') if key in meta):
+            raise CheckpointError(_unreadable(Path(filename), 'its meta is not an epoch record'))
+        for key in _META_CODE:
+            meta.pop(key, None)
+    hub = checkpoint.get('message_hub')
+    info = hub.get('runtime_info') if isinstance(hub, dict) else None
+    if isinstance(info, dict):
+        for key in [key for key in info if key in _META_CODE + _RUNTIME_PATHS
+                    or str(key).startswith('best_ckpt')]:
+            del info[key]
+        ids = info.get('keep_ckpt_ids', [])
+        if not (isinstance(ids, list) and all(_is_count(step) for step in ids)):
+            raise CheckpointError(_unreadable(Path(filename), 'its keep_ckpt_ids are not epochs'))
+    return checkpoint
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 31
 
 
 def _unreadable(filename: Path, reason: str) -> str:

@@ -7,6 +7,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmpretrain.registry import HOOKS
 
+from .checkpoint_loading import without_code
+
 # Marks a HistoryBuffer written as plain data.
 _HISTORY = '__history_buffer__'
 
@@ -43,16 +45,19 @@ class WeightsOnlyCheckpointHook(Hook):
     ``weights_only=True`` instead: before a checkpoint is saved this hook
     turns those objects into tensors and plain values, and after one is
     loaded for resuming it rebuilds the HistoryBuffers, so logging continues
-    as if the run had never stopped.
+    as if the run had never stopped. Nothing it writes is code: the config
+    text mmengine stores (and would execute on resume) is left out.
     """
 
     priority = 'VERY_LOW'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Make the message hub and meta plain data."""
+        """Make the message hub and meta plain data, without the config as Python text
+        (which mmengine does not need to resume) or the absolute path of the checkpoint."""
         for key in ('message_hub', 'meta'):
             if key in checkpoint:
                 checkpoint[key] = _plain(checkpoint[key])
+        without_code(checkpoint)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Rebuild the message hub's HistoryBuffers."""

@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from ..errors import UserError
 from .manifest import Manifest
+from .records import record_paths
 from .stage_config import (SEEDS_PER_SEQUENCE, Teacher, TrainSettings, compose_stage_config,
                            stage_seed)
 from .stage_files import read_stage_config
@@ -108,7 +109,11 @@ def distilled_students(work_dir: Path) -> List[DistilledStudent]:
     records = sorted((r for r in manifest.stages.values()
                       if r.get('kind') == DISTILLED and manifest.is_done(r['digest'])),
                      key=lambda record: record.get('updated', ''))
-    return [DistilledStudent(STUDENT_INDEX, r['digest'], Path(work_dir) / r['dir'],
-                             Path(work_dir) / r['config'], Path(work_dir) / r['checkpoint'],
-                             tuple(r.get('members', ())))
-            for r in records]
+    students = []
+    for record in records:
+        paths = record_paths(record['digest'], record)
+        students.append(DistilledStudent(
+            STUDENT_INDEX, record['digest'], *(Path(work_dir) / paths[name]
+                                               for name in ('dir', 'config', 'checkpoint')),
+            tuple(record.get('members', ()))))
+    return students

@@ -2,20 +2,23 @@
 import contextlib
 import fcntl
 import json
+import os
+import stat
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
-from .stage_files import CONFIG_DATA, STAGE_RECORD, read_stage_record, write_stage_record
+from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
 from ..writing import write_atomically
+from .records import STAGES_DIR, check_manifest, is_digest, stage_paths
+from .stage_files import STAGE_RECORD, read_stage_record, write_stage_record
 
 MANIFEST_NAME = 'kt_manifest.json'
 # Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
 LOCK_NAME = '.kt_manifest.lock'
 FORMAT_VERSION = 2
-STAGES_DIR = 'stages'
 # WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
 STAGE_LINK = 'stage_{}'
 
@@ -46,12 +49,16 @@ class Manifest:
         self.stages: Dict[str, dict] = {}
         self.chain: List[str] = []
         self.results: List[dict] = []
+        # Stage directories the last rebuild left out, and why (the first one).
+        self._skipped: List[str] = []
         problem = self._load()
         if problem is not None and (self.work_dir / STAGES_DIR).is_dir():
             with self._exclusive():
-                if self.stages:
-                    print(f'{self.path} {problem}; rebuilt it from {len(self.stages)} stage '
-                          'director' + ('y' if len(self.stages) == 1 else 'ies'),
+                if self.stages or self._skipped:
+                    skipped = (f' ({len(self._skipped)} left out: {self._skipped[0]})'
+                               if self._skipped else '')
+                    print(f'{problem}; rebuilt it from {len(self.stages)} stage '
+                          'director' + ('y' if len(self.stages) == 1 else 'ies') + skipped,
                           file=sys.stderr)
 
     @contextlib.contextmanager
@@ -59,39 +66,58 @@ class Manifest:
         """Hold the work dir's lock, with the manifest reread (rebuilt if it is unusable),
         and write it back at the end."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        with self._threads, open(self.work_dir / LOCK_NAME, 'a') as lock:
+        with self._threads, self._lock_file() as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._load() is not None:
                 self._rebuild()
             yield
             self._save()
 
+    def _lock_file(self):
+        """The lock file, opened without following a link (a planted one is refused)."""
+        path = self.work_dir / LOCK_NAME
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                                 | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            if os.path.islink(path):
+                raise UnsafeFileError(f'{path} is a symbolic link; kt never writes through '
+                                      'links in a work dir: remove it and rerun') from None
+            raise
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise UnsafeFileError(f'{path} is not a regular file: remove it and rerun')
+        return os.fdopen(descriptor, 'r+')
+
     def _load(self) -> Optional[str]:
         """Read the manifest; say what is wrong with it, if anything."""
-        if not self.path.is_file():
-            return 'is missing'
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return 'is unreadable (empty, truncated or not JSON)'
-        if (not isinstance(data, dict) or not isinstance(data.get('stages'), dict)
-                or not isinstance(data.get('chain'), list)):
-            return 'is not a kt manifest'
+            data = check_manifest(read_json(self.path), str(self.path))
+        except FileNotFoundError:
+            return f'{self.path} is missing'
+        except UnsafeFileError as error:
+            return str(error)
         self.stages, self.chain = data['stages'], data['chain']
         self.results = data.get('results', [])
         return None
 
     def _rebuild(self) -> None:
-        """Recover the stages and the chain from the stage directories."""
-        stages_dir = self.work_dir / STAGES_DIR
-        self.stages = {}
-        for path in sorted(stages_dir.glob(f'*/{STAGE_RECORD}')):
-            record = read_stage_record(path.parent)
+        """Recover the stages and the chain from the stage directories (each a real folder
+        named by its digest, holding a valid record; the others are left out)."""
+        stages_dir = no_links_below(self.work_dir, STAGES_DIR)
+        self.stages, self._skipped = {}, []
+        for stage_dir in sorted(stages_dir.iterdir() if stages_dir.is_dir() else ()):
+            if not is_digest(stage_dir.name) or not stat.S_ISDIR(os.lstat(stage_dir).st_mode):
+                continue
+            try:
+                record = read_stage_record(stage_dir)
+            except UnsafeFileError as error:
+                self._skipped.append(str(error))
+                continue
             if record is not None:
                 # Paths come from where the directory is, not from what it says.
-                stage_dir = Path(STAGES_DIR) / path.parent.name
-                record.update(dir=str(stage_dir), config=str(stage_dir / CONFIG_DATA),
-                              checkpoint=str(stage_dir / Path(record.get('checkpoint', '')).name))
+                checkpoint = Path(record.get('checkpoint', 'epoch_1.pth')).name
+                record.update(stage_paths(record['digest'], checkpoint))
                 self.stages[record['digest']] = record
         self.chain = []
         link = self.work_dir / STAGE_LINK.format(1)
@@ -107,8 +133,8 @@ class Manifest:
     def is_done(self, digest: str) -> bool:
         """Whether stage ``digest`` finished and its checkpoint is still there."""
         record = self.stages.get(digest)
-        return bool(record and record.get('status') == 'done'
-                    and (self.work_dir / record['checkpoint']).is_file())
+        return bool(record and record.get('status') == 'done' and 'checkpoint' in record
+                    and is_regular_file(no_links_below(self.work_dir, record['checkpoint'])))
 
     def reload(self) -> None:
         """Read what other writers have recorded since (writes nothing: they replace the
@@ -116,13 +142,25 @@ class Manifest:
         if self._load() is not None:
             self._rebuild()
 
-    def update(self, digest: str, **fields) -> dict:
-        """Set fields of a stage's record and save it in the stage dir and the manifest."""
+    def update(self, digest: str, check: Optional[Callable[[Optional[dict]], None]] = None,
+               **fields) -> dict:
+        """Set fields of a stage's record and save it in the stage dir and the manifest.
+
+        Args:
+            digest (str): The stage.
+            check (callable, optional): Called with the stage's current record
+                (None if there is none) under the lock, before anything
+                changes; what it raises leaves the record as it was. This is
+                how a stage is claimed: the check and the change are one step.
+            **fields: The fields to set.
+        """
         with self._exclusive():
+            if check is not None:
+                check(self.stages.get(digest))
             record = self.stages.setdefault(digest, dict(digest=digest))
             record.update(fields, updated=time.strftime('%Y-%m-%dT%H:%M:%S'))
             if 'dir' in record:
-                write_stage_record(self.work_dir / record['dir'], record)
+                write_stage_record(no_links_below(self.work_dir, record['dir']), record)
         return dict(record)
 
     def set_sequence(self, chain: Optional[List[str]] = None,

@@ -39,9 +39,14 @@ def load_config(config: str,
     if not Path(config).is_file():
         raise UserError(f'config {config} does not exist; the shipped ones are under configs/kt/')
     import registry_plugins  # noqa: F401  (registers kt's modules, adapts checkpoint loading)
-    cfg = Config.fromfile(config)
+    # A stage's config.json (what kt trains) is read as data and checked, never executed.
+    from .stage_files import check_config, read_stage_config
+    data_only = Path(config).suffix == '.json'
+    cfg = read_stage_config(Path(config)) if data_only else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if data_only:
+            check_config(cfg, f'{config} with --cfg-options')
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config).stem)
     cfg.launcher = launcher
     cpus = writing.available_cpus()

@@ -26,6 +26,7 @@ from ..writing import available_cpus
 from .launcher import TrainProgress, train_command
 from .manifest import Manifest
 from .planned_stage import PlannedStage
+from .stage_claim import refuse_if_live
 from .stage_files import write_stage_config
 from .stage_training import train_recorded_stage
 
@@ -153,11 +154,7 @@ class LocalScheduler:
         done = {digest for digest in known if manifest.is_done(digest)}
         waiting = [stage for stage in stages if stage.digest not in done]
         for stage in waiting:
-            record = manifest.stage(stage.digest) or {}
-            if record.get('status') == 'running' and process_alive(record.get('pid'), stage.dir):
-                raise UserError(f'stage {stage.label} is being trained by process '
-                                f'{record["pid"]} (another kt); wait for it to finish, or stop '
-                                'it, then rerun')
+            refuse_if_live(stage, manifest.stage(stage.digest))
         if not waiting:
             return True
         lengths = chain_lengths(stages)

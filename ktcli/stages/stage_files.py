@@ -18,18 +18,25 @@ read as data only.
 import functools
 import json
 from pathlib import Path
-from typing import Any, FrozenSet, Iterator, Optional, Set
+from typing import Any, FrozenSet, Iterator, Optional, Set, Tuple
 
 from mmengine.config import Config
 
 from ..errors import UserError
+from ..reading import UnsafeFileError, read_json, shown
 from ..writing import write_atomically
+from .records import RecordError, check_record
 
 CONFIG_DATA = 'config.json'
 CONFIG_PYTHON = 'config.py'
 STAGE_RECORD = 'stage.json'
-# A scope prefix a registered type may carry, e.g. 'mmpretrain.ResNet'.
-_SCOPES = ('mmpretrain.', 'mmengine.')
+# The scopes a config may name (mmengine imports ``<scope>.registry`` for each it meets).
+SCOPES = ('mmpretrain', 'mmengine')
+_KT_IMPORTS = dict(imports=['registry_plugins'])
+# Keys mmengine's Config keeps for itself.
+_RESERVED = ('filename', 'text', 'pretty_text', 'env_variables')
+# Largest image side (pixels) a config or an export may resize or crop to.
+MAX_SIDE = 2048
 
 
 def write_stage_config(cfg: Config, stage_dir: Path) -> Path:
@@ -42,6 +49,7 @@ def write_stage_config(cfg: Config, stage_dir: Path) -> Path:
     Returns:
         Path: The ``config.json`` written.
     """
+    check_config(cfg, f'the config of {stage_dir.name}')
     stage_dir.mkdir(parents=True, exist_ok=True)
     data = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     write_atomically(stage_dir / CONFIG_DATA, data)
@@ -59,53 +67,126 @@ def read_stage_config(path: Path) -> Config:
         Config: The config.
 
     Raises:
-        UserError: The file is missing, not JSON, or names a ``type`` that
-            no registry holds, ``_base_`` files or imports besides kt's.
+        UserError: The file is missing, not a regular file of JSON, or names
+            a ``type`` or scope that no registry holds, ``_base_`` files or
+            imports besides kt's, or lacks what kt reads (see
+            :func:`config_problem`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f'{path} is missing; this stage was written by an older kt or is '
-                        'incomplete: retrain it with `kt train`')
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f'{path} is not a readable stage config ({error}); retrain the stage '
-                        'with `kt train`') from None
-    problem = _unsafe_entry(data)
+        data = read_json(path)
+    except FileNotFoundError:
+        raise UserError(f'{path} is missing; this stage was written by an older kt or is '
+                        'incomplete: retrain it with `kt train`') from None
+    except UnsafeFileError as error:
+        raise UserError(f'{error}; retrain the stage with `kt train`') from None
+    problem = config_problem(data)
     if problem is not None:
         raise UserError(f'{path} {problem}; kt builds registered modules only, so it will not '
                         'use this stage: retrain it with `kt train`')
-    return Config(data)
+    return Config(data, cfg_text=json.dumps(data), filename=str(path))
 
 
-def _unsafe_entry(data: Any) -> Optional[str]:
-    """Why a config's data could run code when built, or None."""
+def check_config(cfg: Config, source: str) -> None:
+    """Refuse a config kt is about to write or hand to mmengine that could run code.
+
+    Args:
+        cfg (Config): The config.
+        source (str): What it is, for the message (a path, ``--cfg-options``).
+
+    Raises:
+        UserError: See :func:`config_problem`.
+    """
+    problem = config_problem(json.loads(json.dumps(cfg.to_dict(), default=str)))
+    if problem is not None:
+        raise UserError(f'{source} {problem}; kt builds registered modules of mmpretrain and '
+                        'mmengine only (set them through kt\'s options or --cfg-options '
+                        'with registered types)')
+
+
+def config_problem(data: Any) -> Optional[str]:
+    """Why a config's data could run code, or lacks what kt reads from it; None if neither.
+
+    Every ``type`` must be a string naming a registered class (optionally
+    with an allowed scope, ``mmpretrain.ResNet``), every ``_scope_`` and the
+    ``default_scope`` an allowed scope (mmengine imports ``<scope>.registry``),
+    no ``_base_`` anywhere, no ``custom_imports`` but kt's, and the model and
+    test split described as kt reads them.
+    """
     if not isinstance(data, dict):
         return 'is not a config (a JSON object)'
-    if '_base_' in data:
-        return 'inherits other files (_base_)'
-    imports = data.get('custom_imports', {}).get('imports', [])
-    if imports not in (['registry_plugins'], 'registry_plugins'):
-        return f'imports {imports!r} (custom_imports)'
+    reserved = sorted(set(data) & set(_RESERVED))
+    if reserved:
+        return f'sets {reserved[0]!r}, which mmengine reserves'
+    imports = data.get('custom_imports', _KT_IMPORTS)
+    if not (isinstance(imports, dict) and imports.get('imports') in (['registry_plugins'],
+                                                                     'registry_plugins')
+            and set(imports) <= {'imports', 'allow_failed_imports'}):
+        return f'imports {shown(imports)} (custom_imports): kt imports registry_plugins only'
+    if data.get('default_scope', 'mmpretrain') not in SCOPES:
+        return (f'has default_scope {shown(data.get("default_scope"))}, not one of '
+                f'{", ".join(SCOPES)}')
     known = registered_types()
-    for name in _types(data):
-        bare = name if not isinstance(name, str) else next(
-            (name[len(scope):] for scope in _SCOPES if name.startswith(scope)), name)
-        if bare not in known:
-            return f'names {name!r} as a type, which no registry holds'
+    for where, key, value in _entries(data):
+        if key == '_base_':
+            return f'inherits other files (_base_ at {where or "the top"})'
+        if key == 'custom_imports' and where:
+            return f'imports modules at {where}.custom_imports'
+        if key == '_scope_' and value not in SCOPES:
+            return f'sets the scope {shown(value)} at {where}, not one of {", ".join(SCOPES)}'
+        if key == 'type':
+            if not isinstance(value, str):
+                return f'has a {type(value).__name__} as the type at {where}, not a name'
+            scope, _, bare = value.rpartition('.')
+            if (scope and scope not in SCOPES) or bare not in known:
+                return f'names {value!r} as a type at {where}, which no registry holds'
+    return _shape_problem(data)
+
+
+def _shape_problem(data: dict) -> Optional[str]:
+    """What kt itself reads from a stage config, if it is missing or of the wrong kind."""
+    for where in ('model', 'model.backbone', 'model.head', 'test_dataloader',
+                  'test_dataloader.dataset'):
+        value = _at(data, where)
+        if not isinstance(value, dict) or not isinstance(value.get('type', ''), str):
+            return f'has no {where} (an object with a type)'
+    if not isinstance(_at(data, 'model.type'), str):
+        return 'has no model type'
+    if not isinstance(data.get('data_preprocessor') or {}, dict):
+        return 'has a data_preprocessor that is not an object'
+    pipeline = _at(data, 'test_dataloader.dataset.pipeline')
+    if not isinstance(pipeline, list) or not all(
+            isinstance(step, dict) and isinstance(step.get('type'), str) for step in pipeline):
+        return 'has no test_dataloader.dataset.pipeline (a list of transforms with types)'
+    for step in pipeline:
+        for key in ('scale', 'crop_size'):
+            if key in step and not _is_size(step[key]):
+                return (f'has {step["type"]} {key} {shown(step[key])}: sizes are 1 to '
+                        f'{MAX_SIDE} pixels')
     return None
 
 
-def _types(value: Any) -> Iterator[Any]:
-    """Every ``type`` value in a nested config."""
+def _is_size(value: Any) -> bool:
+    sides = value if isinstance(value, list) and len(value) == 2 else [value]
+    return all(isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_SIDE
+               for side in sides)
+
+
+def _at(data: dict, where: str) -> Any:
+    for key in where.split('.'):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _entries(value: Any, where: str = '') -> Iterator[Tuple[str, str, Any]]:
+    """Every (place, key, value) of a nested config."""
     if isinstance(value, dict):
-        if 'type' in value:
-            yield value['type']
-        for item in value.values():
-            yield from _types(item)
+        for key, item in value.items():
+            yield where, key, item
+            yield from _entries(item, f'{where}.{key}' if where else str(key))
     elif isinstance(value, list):
-        for item in value:
-            yield from _types(item)
+        for index, item in enumerate(value):
+            yield from _entries(item, f'{where}[{index}]')
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,10 +217,20 @@ def write_stage_record(stage_dir: Path, record: dict) -> None:
 
 
 def read_stage_record(stage_dir: Path) -> Optional[dict]:
-    """A stage directory's record, or None when it has no readable one."""
-    try:
-        record = json.loads((stage_dir / STAGE_RECORD).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) and record.get('digest') == stage_dir.name else None
+    """A stage directory's record, or None when it has none.
 
+    Raises:
+        RecordError: A record that is not a regular JSON file, belongs to
+            another stage, or has a field kt cannot use.
+    """
+    path = stage_dir / STAGE_RECORD
+    try:
+        record = read_json(path)
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as error:
+        raise RecordError(str(error)) from None
+    check_record(record, str(path))
+    if record['digest'] != stage_dir.name:
+        raise RecordError(f'{path}: digest {record["digest"]} is not its folder\'s')
+    return record

@@ -15,6 +15,7 @@ from ..errors import UserError, exit_on_user_error
 from .launcher import train_command
 from .manifest import Manifest
 from .planned_stage import PlannedStage
+from .records import record_paths
 from .stage_files import read_stage_config
 from .stage_training import train_recorded_stage
 
@@ -30,9 +31,9 @@ def recorded_stage(manifest: Manifest, digest: str) -> PlannedStage:
         raise UserError(f'{manifest.path} has no stage {digest}; resubmit it with the kt '
                         'command that planned it')
     work_dir = manifest.work_dir
-    config = work_dir / record['config']
-    return PlannedStage(record.get('index', 0), digest, read_stage_config(config),
-                        work_dir / record['dir'], config, work_dir / record['checkpoint'],
+    paths = {name: work_dir / path for name, path in record_paths(digest, record).items()}
+    return PlannedStage(record.get('index', 0), digest, read_stage_config(paths['config']),
+                        paths['dir'], paths['config'], paths['checkpoint'],
                         record.get('teachers', []), record.get('label', digest))
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..reading import is_regular_file, no_links_below, read_tail
 from .launcher import parse_progress
 from .manifest import Manifest
 from .scheduler import process_alive
@@ -34,13 +35,13 @@ class StageStatus:
 
 def last_epoch(stage_dir: Path) -> Optional[int]:
     """The epoch of the last progress line in the stage's newest mmengine log."""
-    logs = sorted(stage_dir.glob('*/*.log'), key=lambda path: path.stat().st_mtime)
+    # Logs of the stage's own runs: regular files in real folders, never links out.
+    logs = sorted((path for path in stage_dir.glob('*/*.log')
+                   if not path.parent.is_symlink() and is_regular_file(path)),
+                  key=lambda path: path.lstat().st_mtime)
     if not logs:
         return None
-    with open(logs[-1], 'rb') as log:
-        log.seek(0, 2)
-        log.seek(max(0, log.tell() - LOG_TAIL_BYTES))
-        lines = log.read().decode(errors='replace').splitlines()
+    lines = read_tail(logs[-1], LOG_TAIL_BYTES).decode(errors='replace').splitlines()
     for line in reversed(lines):
         progress = parse_progress(line)
         if progress is not None:
@@ -64,7 +65,7 @@ def stage_statuses(work_dir: Path) -> List[StageStatus]:
     statuses = []
     for record in records:
         digest = record['digest']
-        stage_dir = manifest.work_dir / record.get('dir', f'stages/{digest}')
+        stage_dir = no_links_below(manifest.work_dir, f'stages/{digest}')
         status = 'done' if manifest.is_done(digest) else record.get('status', 'queued')
         job = record.get('job_id')
         job_state = jobs.get(str(job)) if job else None

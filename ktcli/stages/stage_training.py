@@ -9,6 +9,7 @@ from ..errors import UserError
 from .launcher import TrainProgress, failure_reason, run_stage, was_interrupted
 from .manifest import Manifest
 from .planned_stage import PlannedStage
+from .stage_claim import claim_stage
 
 
 def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[str],
@@ -38,9 +39,9 @@ def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[
     """
     # Time spent in earlier, interrupted sessions of this stage.
     earlier_seconds = (manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
-    manifest.update(stage.digest, **stage.placement(manifest.work_dir), status='running',
-                    train_seconds=earlier_seconds, host=socket.gethostname(), pid=None,
-                    job_id=os.environ.get('SLURM_JOB_ID'))
+    claim_stage(manifest, stage, **stage.placement(manifest.work_dir),
+                train_seconds=earlier_seconds, host=socket.gethostname(), pid=None,
+                job_id=os.environ.get('SLURM_JOB_ID'))
     started = time.monotonic()
 
     def save_time() -> None:

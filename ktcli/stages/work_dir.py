@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence, Union
 
 from ..errors import UserError
 from .manifest import MANIFEST_NAME, STAGES_DIR, Manifest
-from .stage_files import CONFIG_DATA
+from .records import record_paths
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,9 @@ def trained_stages(work_dir: Path,
     manifest = Manifest(work_dir)
     stages = []
     for index, digest in enumerate(manifest.chain, start=1):
-        record = manifest.stage(digest) or {}
-        stage_dir = work_dir / STAGES_DIR / digest
-        stages.append(TrainedStage(index, digest, stage_dir, stage_dir / CONFIG_DATA,
-                                   work_dir / record.get('checkpoint', '')))
+        paths = record_paths(digest, manifest.stage(digest))
+        stages.append(TrainedStage(index, digest, work_dir / paths['dir'],
+                                   work_dir / paths['config'], work_dir / paths['checkpoint']))
     finished = [stage.index for stage in stages if manifest.is_done(stage.digest)]
     if not models and not finished:
         raise UserError(f'{work_dir} has no finished stage yet; run `kt train` to train one')

@@ -1,0 +1,151 @@
+"""Read the files of a received work dir or export without being led anywhere by them.
+
+Work dirs and exports travel between people, so whatever kt reads from one is treated as
+untrusted: a path it names must stay inside the work dir, a file must be a regular file
+(not a symbolic link out of the folder, a FIFO that blocks the reader or a device that never
+ends), and no file is read past a size cap. Every refusal is a :class:`UnsafeFileError`, one
+line naming the file and what is wrong with it. Light on imports, like ``writing.py``.
+"""
+import errno
+import json
+import os
+import re
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Any, Union
+
+from .errors import UserError
+
+# Largest JSON file kt reads from a work dir (manifests, stage records, configs).
+JSON_LIMIT = 16 * 2 ** 20
+# A stage's directory: WORK_DIR/stages/<16 hex digits>.
+DIGEST = re.compile(r'[0-9a-f]{16}')
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0)
+
+
+class UnsafeFileError(UserError):
+    """A file of a work dir or export that kt will not read as it is."""
+
+
+def open_regular(path: Union[str, Path]) -> int:
+    """Open ``path`` for reading if it is a regular file itself (not a link to one).
+
+    Args:
+        path (str | Path): The file.
+
+    Returns:
+        int: An open file descriptor (the caller closes it).
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeFileError: A symbolic link, a FIFO, a device, a folder, or unreadable.
+    """
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsafeFileError(f'{path} is a symbolic link; kt reads the files of a work '
+                                  'dir only as they are, never through links: replace it by '
+                                  'the file itself') from None
+        raise UnsafeFileError(f'cannot read {path}: {error.strerror or error}') from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise UnsafeFileError(f'{path} is not a regular file ({_kind(mode)}); kt reads only '
+                              'regular files from a work dir or export')
+    return descriptor
+
+
+def read_capped(path: Union[str, Path], limit: int = JSON_LIMIT) -> bytes:
+    """The whole content of the regular file ``path``, refused beyond ``limit`` bytes.
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeFileError: Not a regular file, or larger than ``limit``.
+    """
+    descriptor = open_regular(path)
+    with os.fdopen(descriptor, 'rb') as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise UnsafeFileError(f'{path} is larger than the {limit // 2 ** 20} MiB kt reads from '
+                              'such a file; it is not one kt wrote')
+    return content
+
+
+def read_json(path: Union[str, Path], limit: int = JSON_LIMIT) -> Any:
+    """The JSON value in the regular file ``path`` (at most ``limit`` bytes).
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeFileError: Not a regular file, too large, or not JSON.
+    """
+    content = read_capped(path, limit)
+    try:
+        return json.loads(content.decode('utf-8'), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UnsafeFileError(f'{path} is not readable JSON ({str(error).splitlines()[0]}); '
+                              'it is truncated or not written by kt') from None
+
+
+def read_tail(path: Union[str, Path], size: int) -> bytes:
+    """The last ``size`` bytes of the regular file ``path`` (a log).
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeFileError: Not a regular file.
+    """
+    descriptor = open_regular(path)
+    with os.fdopen(descriptor, 'rb') as file:
+        file.seek(max(0, os.fstat(descriptor).st_size - size))
+        return file.read(size)
+
+
+def no_links_below(root: Path, relative: Union[str, PurePosixPath]) -> Path:
+    """``root / relative``, refused if a folder or file on the way is a symbolic link.
+
+    ``root`` itself may be a link (a work dir kept on another disk); nothing below it may.
+
+    Raises:
+        UnsafeFileError: A component below ``root`` is a symbolic link.
+    """
+    path = Path(root)
+    for part in PurePosixPath(relative).parts:
+        path = path / part
+        try:
+            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            return Path(root) / relative
+        if is_link:
+            raise UnsafeFileError(f'{path} is a symbolic link; kt never reads or writes through '
+                                  'links inside a work dir: replace it by what it points to')
+    return path
+
+
+def is_regular_file(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a regular file itself (``Path.is_file`` follows links)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f'{name} is not a JSON number')
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO'),
+                       (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISSOCK, 'a socket')):
+        if test(mode):
+            return name
+    return 'not a file'
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + '...'
