@@ -67,6 +67,28 @@ def describe(error: BaseException) -> str:
 
 
 @contextmanager
+def builds_from(source: Optional[str], what: str) -> Iterator[None]:
+    """Turn any failure to build ``what`` from a config into one user error naming both.
+
+    A config that passed kt's checks (registered types only) can still hold values its
+    classes refuse in their own ways (a registered name of the wrong kind, a bad argument);
+    that is the config's fault, not a bug.
+
+    Args:
+        source (str, optional): The config's file (None: "the config").
+        what (str): What is built, e.g. ``'model'``.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:  # any failure of the config's own classes
+        raise UserError(f'the {what} of {source or "the config"} does not build '
+                        f'({type(error).__name__}: {first_line(error)[:200]}); retrain the stage '
+                        'with `kt train`, or fix the config') from None
+
+
+@contextmanager
 def exit_on_user_error(resume_hint: str = '') -> Iterator[None]:
     """Report user errors and Ctrl-C as one line on stderr, then exit.
 

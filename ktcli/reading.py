@@ -18,6 +18,8 @@ from .errors import UserError
 
 # Largest JSON file kt reads from a work dir (manifests, stage records, configs).
 JSON_LIMIT = 16 * 2 ** 20
+# Largest image side (pixels) a config or an export may resize or crop to.
+MAX_IMAGE_SIDE = 2048
 # A stage's directory: WORK_DIR/stages/<16 hex digits>.
 DIGEST = re.compile(r'[0-9a-f]{16}')
 
@@ -84,7 +86,7 @@ def read_json(path: Union[str, Path], limit: int = JSON_LIMIT) -> Any:
     """
     content = read_capped(path, limit)
     try:
-        return json.loads(content.decode('utf-8'), parse_constant=_no_constant)
+        return strict_json(content.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as error:
         raise UnsafeFileError(f'{path} is not readable JSON ({str(error).splitlines()[0]}); '
                               'it is truncated or not written by kt') from None
@@ -132,7 +134,16 @@ def is_regular_file(path: Union[str, Path]) -> bool:
         return False
 
 
-def _no_constant(name: str) -> None:
+def strict_json(text: str) -> Any:
+    """``json.loads`` without the NaN and Infinity that Python's JSON allows.
+
+    Raises:
+        ValueError: Not JSON.
+    """
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> None:
     raise ValueError(f'{name} is not a JSON number')
 
 

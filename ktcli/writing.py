@@ -1,25 +1,35 @@
 """Write kt's files so that a kill, a full disk or a read-only folder loses nothing, and
 count the CPUs kt may use."""
 import contextlib
+import errno
 import os
+import tempfile
 import threading
 from pathlib import Path
-from typing import Union
+from typing import Callable, Iterator, Optional, Union
 
 from .errors import UserError, describe, storage_fix
 
 
-def write_atomically(path: Path, content: Union[str, bytes]) -> None:
+def write_atomically(path: Path, content: Union[str, bytes],
+                     check: Optional[Callable[[Path], None]] = None) -> None:
     """Replace ``path`` by a file holding ``content``, all at once.
 
-    The content goes to a temporary file beside ``path``, which is synced and
-    renamed over it: a reader finds the old or the new complete file, never a
-    part. If writing fails, the temporary file is removed and ``path`` is
-    left as it was.
+    The content goes to a new file in ``path``'s folder, which is synced,
+    checked by ``check`` if given, and renamed over ``path``: a reader finds
+    the old or the new complete file, never a part, and a link at ``path`` is
+    replaced, not followed. Where the file system allows (Linux ``O_TMPFILE``)
+    the new file has no name until it is complete and checked, so a kill
+    (even kill -9) leaves nothing behind; elsewhere it is a hidden
+    ``.NAME.*.tmp`` beside ``path``, removed on any failure kt sees.
 
     Args:
         path (Path): The file to write.
         content (str | bytes): Its new content.
+        check (callable, optional): Called with a path that reads the
+            complete new file (named like ``path``), before it replaces
+            ``path``; whatever it raises leaves ``path`` as it was. Defaults
+            to None.
 
     Raises:
         UserError: The file cannot be written (disk full, read-only, no
@@ -27,19 +37,74 @@ def write_atomically(path: Path, content: Union[str, bytes]) -> None:
     """
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
+    data = content.encode() if isinstance(content, str) else content
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, 'wb' if isinstance(content, bytes) else 'w') as file:
-            file.write(content)
+        descriptor = _unnamed_file(path.parent)
+        named = descriptor is None
+        if named:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o666)
+        with os.fdopen(descriptor, 'wb') as file:
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
+            if check is not None:
+                with _readable_as(temporary if named else None, descriptor, path.name) as view:
+                    check(view)
+            if not named:
+                _name_unnamed(descriptor, temporary)
         os.replace(temporary, path)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
+        _remove(temporary)
         error.filename = str(path)
         raise UserError(describe(error) if storage_fix(error)
                         else f'cannot write {path}: {error.strerror or error}') from None
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _unnamed_file(folder: Path) -> Optional[int]:
+    """A new file without a name in ``folder`` (``O_TMPFILE``), or None where unsupported."""
+    if not hasattr(os, 'O_TMPFILE') or not os.path.isdir('/proc/self/fd'):
+        return None
+    try:
+        return os.open(folder, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None
+        raise
+
+
+def _name_unnamed(descriptor: int, path: Path) -> None:
+    """Give the unnamed file ``descriptor`` the name ``path`` (``linkat`` following its
+    ``/proc`` link: Python calls plain ``link``, which would not, unless a folder
+    descriptor is passed)."""
+    root = os.open('/', os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.link(f'/proc/self/fd/{descriptor}', path, src_dir_fd=root, follow_symlinks=True)
+    finally:
+        os.close(root)
+
+
+@contextlib.contextmanager
+def _readable_as(named: Optional[Path], descriptor: int, name: str) -> Iterator[Path]:
+    """A path named ``name`` that reads the file being written (for checks in other
+    processes): the named temporary file itself, or a link to the unnamed one in a private
+    folder."""
+    if named is not None:
+        yield named
+        return
+    with tempfile.TemporaryDirectory(prefix='kt_write_') as folder:
+        view = Path(folder) / name
+        view.symlink_to(f'/proc/{os.getpid()}/fd/{descriptor}')
+        yield view
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def available_cpus() -> int:

@@ -7,6 +7,8 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
+from ktcli.errors import builds_from
+
 from .checkpoint_loading import CheckpointError, resolve_checkpoint
 
 ConfigLike = Union[str, Path, dict, Config]
@@ -29,10 +31,11 @@ def build_model_from_config(config: ConfigLike) -> nn.Module:
         cfg = Config.fromfile(str(config))
     else:
         cfg = config if isinstance(config, Config) else Config(config)
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    return MODELS.build(model_cfg)
+    with builds_from(cfg.filename, 'model'):
+        model_cfg = cfg.model.copy()
+        if cfg.get('data_preprocessor') is not None:
+            model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+        return MODELS.build(model_cfg)
 
 
 def load_trained_model(config: ConfigLike,

@@ -1,5 +1,6 @@
 """``kt ensemble``: score every stage of a work dir alone, in ensemble, and for diversity."""
 import csv
+import io
 import json
 from dataclasses import asdict
 from enum import Enum
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
+from ..writing import write_atomically
 from ..stages.work_dir import parse_models, trained_stages
 
 
@@ -43,7 +45,8 @@ def ensemble(
         from ..reports.ensemble_figures import ensemble_rows
         from ..reports.test_outputs import cached_test_outputs
         stages = trained_stages(work_dir, parse_models(models))
-        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        from ..devices import checked_device
+        device = checked_device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         outputs = [cached_test_outputs(s.dir, s.digest, s.config, s.checkpoint, device,
                                        batch_size) for s in stages]
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages],
@@ -63,13 +66,14 @@ def ensemble(
             console.print(_students_table(students))
         records = [asdict(row) for row in rows]
         if json_path:
-            json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records,
-                                                 students=students), indent=2))
+            write_atomically(json_path, json.dumps(dict(fusion=fusion.value, stages=records,
+                                                        students=students), indent=2))
         if csv_path:
-            with open(csv_path, 'w', newline='') as file:
-                writer = csv.DictWriter(file, fieldnames=list(records[0]))
-                writer.writeheader()
-                writer.writerows(records)
+            table_text = io.StringIO(newline='')
+            writer = csv.DictWriter(table_text, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+            write_atomically(csv_path, table_text.getvalue())
 
 
 def student_records(work_dir: Path, stages: list, outputs: list, device: str,

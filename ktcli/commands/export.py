@@ -85,8 +85,10 @@ def export(
         from ..deployment.export import default_output, export_ensemble
         from ..stages.work_dir import parse_models
 
+        from ..devices import checked_device
         precision = precision_of(dtype.value, calibration_images, min_agreement,
                                  top1_tolerance)
+        device = checked_device(device)
         ensemble = load_work_dir_ensemble(work_dir, parse_models(models), fusion.value,
                                           with_attention, include_preprocessing, device)
         path = out or default_output(work_dir, ensemble.indices, model_format.value,

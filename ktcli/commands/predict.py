@@ -58,6 +58,8 @@ def predict(
     """
     console = Console()
     with exit_on_user_error():
+        from ..devices import checked_device
+        device = checked_device(device)
         paths = collect_images(images)
         run, metadata = load_model(model, models, fusion and fusion.value,
                                    attention_out is not None, device, threads)
@@ -158,6 +160,8 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
                         'stages and fusion fixed (see `kt export --models --fusion`)')
     try:
         exported = ExportedModel(model, device, threads)
+    except UserError:
+        raise
     except Exception as error:  # a corrupt or foreign file fails in the runtime's own way
         message = str(error).strip().splitlines()
         reason = message[0] if message else type(error).__name__

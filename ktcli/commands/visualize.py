@@ -1,4 +1,5 @@
 """``kt visualize``: where each model of a sequence looks, image by image."""
+import io
 import random
 from pathlib import Path
 from typing import List, Optional
@@ -6,8 +7,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import UserError, builds_from, exit_on_user_error, first_line
 from ..stages.work_dir import parse_models, trained_stages
+from ..writing import write_atomically
 
 CELL = 192
 TITLE = 28
@@ -29,10 +31,14 @@ def visualize(
     map, titled with that stage's predicted class and confidence."""
     console = Console()
     with exit_on_user_error():
+        from PIL import Image
+        if out.suffix.lower() not in Image.registered_extensions():
+            raise UserError(f'--out {out} needs an image suffix PIL writes, e.g. .png or .jpg')
         stages = trained_stages(work_dir, parse_models(models))
         grid = attention_grid(stages, images, count, seed)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(out)
+        picture = io.BytesIO()
+        grid.save(picture, format=Image.registered_extensions()[out.suffix.lower()])
+        write_atomically(out, picture.getvalue())
         console.print(f'wrote {out}: {grid.height // (CELL + TITLE)} images x '
                       f'{len(stages)} stages')
 
@@ -54,7 +60,9 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     configs = [read_stage_config(stage.config) for stage in stages]
     cfg = configs[0]
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    with builds_from(cfg.filename, 'test dataset'):
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     classes = dataset.metainfo['classes']
     if not images:
         picked = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
@@ -62,14 +70,17 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     for image in images:
         if not Path(image).is_file():
             raise UserError(f'image {image} does not exist')
-    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     members = [load_trained_model(config, stage.checkpoint, logger='silent')
                for config, stage in zip(configs, stages)]
 
     grid = Image.new('RGB', ((len(members) + 1) * CELL, len(images) * (CELL + TITLE)), 'white')
     draw = ImageDraw.Draw(grid)
     for row, image in enumerate(images):
-        data = pipeline(dict(img_path=str(image)))
+        try:
+            data = pipeline(dict(img_path=str(image)))
+        except Exception as error:  # mmcv's decoders fail in their own ways on non-images
+            raise UserError(f'cannot read {image} as an image ({first_line(error)}); pass '
+                            'image files with --images') from None
         top = row * (CELL + TITLE)
         # The pipeline loads BGR (mmcv); show RGB.
         shown = data['inputs'].flip(0).permute(1, 2, 0).numpy().astype(np.uint8)

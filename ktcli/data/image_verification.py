@@ -98,7 +98,8 @@ def is_unreadable(path: str | Path) -> bool:
         with Image.open(path) as image:
             image.draft(image.mode, (1, 1))
             image.load()
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        # A decompression bomb (an image larger than PIL decodes safely) counts as unreadable.
         return True
     return False
 

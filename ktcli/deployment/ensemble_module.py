@@ -18,9 +18,8 @@ from registry_plugins.input_normalisation import (InputRenormalisation, channel_
 from ..errors import UserError
 from ..reports.ensemble_figures import FUSIONS, fuse
 from ..stages.work_dir import TrainedStage, trained_stages
+from .export_metadata import INTERPOLATIONS
 
-# mmcv's names for the interpolation of its Resize transform.
-INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
 # The normalisation of raw 0..255 input.
 RAW_INPUT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
@@ -222,7 +221,7 @@ def class_names_of(cfg: Config, num_classes: int) -> List[str]:
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
         try:
             names = DATASETS.build(dict(dataset_cfg, pipeline=[])).metainfo.get('classes')
-        except (OSError, ValueError, RuntimeError, AssertionError):
+        except (OSError, ValueError, RuntimeError, AssertionError, KeyError, TypeError):
             names = getattr(DATASETS.get(dataset_cfg['type']), 'METAINFO', {}).get('classes')
     if not names or len(names) != num_classes:
         return [f'class_{k}' for k in range(num_classes)]

@@ -14,12 +14,14 @@ written and checked as above in a temporary folder; it is then judged by its acc
 whole test split (:mod:`~ktcli.deployment.accuracy_check`), its figures are stored in its
 metadata, and it is written to its path only if it passes.
 """
+import io
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -143,48 +145,83 @@ def default_output(work_dir: Path, indices: List[int], model_format: str,
     return Path(work_dir) / 'exports' / f'{name}{SUFFIXES[model_format]}'
 
 
-def write_model(module: EnsembleModule, example: torch.Tensor, path: Path, metadata: dict,
-                model_format: str) -> None:
-    """Trace ``module`` on ``example`` and write it with its metadata to ``path``.
+def serialised_model(module: EnsembleModule, example: torch.Tensor, metadata: dict,
+                     model_format: str) -> bytes:
+    """Trace ``module`` on ``example`` into the bytes of an ONNX or TorchScript file that
+    carries ``metadata``, in memory (nothing is written, so no disk can fail half-way).
 
     Args:
         module (EnsembleModule): The ensemble, in eval mode.
         example (Tensor): An input batch of at least 2 images (batch 1
             would fix the batch size in the ONNX graph).
+        metadata (dict): See :func:`ensemble_metadata`.
+        model_format (str): ``'onnx'`` or ``'torchscript'``.
+
+    Returns:
+        bytes: The file's content.
+    """
+    text = json.dumps(metadata)
+    if model_format == 'onnx':
+        program = _onnx_program(module, example)
+        program.model.metadata_props[METADATA_KEY] = text
+        return program.model_proto.SerializeToString()
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, but still what
+        # torch.jit.load-only deployments read.
+        warnings.filterwarnings('ignore', category=FutureWarning, message='`torch.jit')
+        traced = torch.jit.trace(module, example, check_trace=True,
+                                 check_inputs=[(example[:1],)])
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={METADATA_KEY: text})
+    return buffer.getvalue()
+
+
+def write_model(module: EnsembleModule, example: torch.Tensor, path: Path, metadata: dict,
+                model_format: str, check: Optional[Callable[[Path], None]] = None) -> None:
+    """Trace ``module`` on ``example`` and write it with its metadata to ``path``, atomically.
+
+    The new file replaces ``path`` (never following a link there) only once it is
+    complete and ``check`` has passed on it; on any failure ``path`` is as it was and no
+    part of the new file is left.
+
+    Args:
+        module (EnsembleModule): The ensemble, in eval mode.
+        example (Tensor): An input batch of at least 2 images.
         path (Path): The file to write.
         metadata (dict): See :func:`ensemble_metadata`.
         model_format (str): ``'onnx'`` or ``'torchscript'``.
+        check (callable, optional): Called with a path that reads the new
+            file before it replaces ``path``. Defaults to None.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(metadata)
-    if model_format == 'onnx':
-        _write_onnx(module, example, path, text)
-    else:
-        with torch.no_grad(), warnings.catch_warnings():
-            # TorchScript is deprecated in favour of torch.export, but still what
-            # torch.jit.load-only deployments read.
-            warnings.filterwarnings('ignore', category=FutureWarning, message='`torch.jit')
-            traced = torch.jit.trace(module, example, check_trace=True,
-                                     check_inputs=[(example[:1],)])
-            torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: text})
-
-
-def _write_onnx(module: EnsembleModule, example: torch.Tensor, path: Path, text: str) -> None:
-    data_file = path.with_name(path.name + '.data')
-    data_file.unlink(missing_ok=True)
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    external_data = weights >= ONNX_SINGLE_FILE_LIMIT
-    program = torch.onnx.export(
+    if model_format == 'onnx' and weights >= ONNX_SINGLE_FILE_LIMIT:
+        _write_onnx_with_external_data(module, example, path, json.dumps(metadata), check)
+    else:
+        write_atomically(path, serialised_model(module, example, metadata, model_format), check)
+
+
+def _onnx_program(module: EnsembleModule, example: torch.Tensor):
+    return torch.onnx.export(
         module, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=['images'],
         output_names=module.output_names(),
         dynamic_shapes=({0: torch.export.Dim('batch', min=1)},), verbose=False)
+
+
+def _write_onnx_with_external_data(module: EnsembleModule, example: torch.Tensor, path: Path,
+                                   text: str, check: Optional[Callable[[Path], None]]) -> None:
+    """A model of 2 GiB or more: its weights in ``NAME.data`` beside it, both written in a
+    hidden folder beside ``path``, checked there, then moved into place."""
+    program = _onnx_program(module, example)
     program.model.metadata_props[METADATA_KEY] = text
-    program.save(str(path), external_data=external_data)
-    if not external_data and data_file.exists():
-        data_file.unlink()
-        path.unlink()
-        raise ExportCheckError(f'the ONNX exporter wrote its weights to {data_file} instead of '
-                               f'into {path}; both were removed (please report this)')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f'.{path.name}.', dir=path.parent) as folder:
+        staged = Path(folder) / path.name
+        program.save(str(staged), external_data=True)
+        if check is not None:
+            check(staged)
+        data = staged.with_name(staged.name + '.data')
+        os.replace(data, path.with_name(data.name))
+        os.replace(staged, path)
 
 
 def export_ensemble(ensemble: StageEnsemble, model_format: str, path: Path,
@@ -218,8 +255,10 @@ def export_ensemble(ensemble: StageEnsemble, model_format: str, path: Path,
     batches, source = check_batches(ensemble, metadata, batch_size)
     example = torch.from_numpy(next(iter(batches.values()))).to(ensemble.device)
     if precision.dtype == 'fp32':
-        write_model(ensemble.module, example, path, metadata, model_format)
-        rows = verify_export(path, ensemble, metadata, batches)
+        rows: List[CheckRow] = []
+        write_model(ensemble.module, example, path, metadata, model_format,
+                    check=lambda written: rows.extend(
+                        verify_export(written, ensemble, metadata, batches)))
         return ExportResult(path, path.stat().st_size, source, rows, metadata)
     return _export_reduced(ensemble, path, batch_size, precision, metadata, batches, example,
                            source)

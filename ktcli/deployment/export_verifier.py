@@ -13,7 +13,10 @@ under ``metadata`` (a JSON string). A float32 array is the model's input as it i
 array holds images as the test pipeline leaves them (N, 3, H, W, BGR), prepared here with
 :func:`to_model_input` from the metadata read back. Only numpy, the format's runtime
 (onnxruntime for ONNX, torch for TorchScript) and kt's standard-library helpers
-(``ktcli.writing``) are imported.
+(``ktcli.writing``, ``ktcli.reading``, the metadata schema and the TorchScript check) are
+imported. Every file is checked before it runs: its metadata field by field
+(:mod:`~ktcli.deployment.export_metadata`) and, for TorchScript, every operator of every
+method (:mod:`~ktcli.deployment.torchscript_check`).
 
 ONNX Runtime sessions are set up for speed (:func:`onnx_session_options`): every graph
 optimisation, as many intra-op threads as this process may use CPUs, and one chain of
@@ -30,6 +33,8 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..writing import available_cpus
+from .export_metadata import parse_metadata
+from .torchscript_check import check_archive, check_module
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -113,13 +118,6 @@ class ExportedModel:
         return self._run(inputs)
 
 
-def _parse_metadata(text: Optional[str], path: Path) -> dict:
-    if not text:
-        raise ValueError(f'{path} holds no kt metadata ({METADATA_KEY}); it was not written by '
-                         '`kt export`')
-    return json.loads(text)
-
-
 def onnx_session_options(threads: Optional[int] = None) -> 'onnxruntime.SessionOptions':
     """ONNX Runtime session options for speed.
 
@@ -153,8 +151,8 @@ def _load_onnx(path: Path, device: str, threads: Optional[int]) -> Tuple[Runner,
             onnxruntime.get_available_providers():
         providers.insert(0, 'CUDAExecutionProvider')
     session = onnxruntime.InferenceSession(str(path), options, providers=providers)
-    metadata = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY),
-                               path)
+    metadata = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY),
+                              path, [output.name for output in session.get_outputs()])
     input_name = session.get_inputs()[0].name
 
     def run(inputs: np.ndarray) -> List[np.ndarray]:
@@ -169,10 +167,14 @@ def _load_torchscript(path: Path, device: str, threads: Optional[int]) -> Tuple[
     if threads:
         torch.set_num_threads(threads)
     extra_files = {METADATA_KEY: ''}
+    check_archive(path)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=FutureWarning, message='`torch.jit')
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra_files)
-    return torch_runner(module, device), _parse_metadata(extra_files[METADATA_KEY], path)
+    check_module(module, path)
+    text = extra_files[METADATA_KEY]
+    text = text.decode('utf-8', errors='replace') if isinstance(text, bytes) else text
+    return torch_runner(module, device), parse_metadata(text, path)
 
 
 def torch_runner(module: Callable, device: str = 'cpu', channels_last: bool = False) -> Runner:

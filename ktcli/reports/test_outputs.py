@@ -1,20 +1,27 @@
 """Each stage's logits and attention maps on the test split, computed once and cached."""
 import contextlib
+import functools
 import hashlib
+import hmac
 import io
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional, Union
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, builds_from
+from ..reading import open_regular, read_capped
 from ..writing import write_atomically
 
 if TYPE_CHECKING:
     from mmengine.config import Config
 
 OUTPUTS_NAME = 'test_outputs.pt'
+# The secret that signs cache keys, in kt's cache folder.
+KEY_NAME = 'test_outputs.key'
 
 
 def split_digest(cfg: 'Config') -> str:
@@ -22,6 +29,39 @@ def split_digest(cfg: 'Config') -> str:
     dataset = cfg.test_dataloader.dataset.to_dict()
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_key(identity: str) -> str:
+    """``identity`` signed (HMAC-SHA256) with this user's secret key for kt's caches.
+
+    The key (32 random bytes) is made once in kt's cache folder (see
+    :func:`ktcli.data.image_verification.cache_dir`); without one, each
+    process uses a new key, so nothing cached is trusted across runs.
+    """
+    return hmac.new(_secret(), identity.encode(), 'sha256').hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _secret() -> bytes:
+    from ..data.image_verification import cache_dir
+    folder = cache_dir()
+    if folder is not None:
+        with contextlib.suppress(OSError, UserError):
+            return read_capped(folder / KEY_NAME, 64)
+    secret = secrets.token_bytes(32)
+    if folder is not None:
+        with contextlib.suppress(UserError):
+            write_atomically(folder / KEY_NAME, secret)
+    return secret
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a regular file (read in blocks; a link or FIFO is refused)."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), 'rb') as file:
+        for block in iter(lambda: file.read(2 ** 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
@@ -50,7 +90,8 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
     if batch_size:
         cfg.test_dataloader.batch_size = batch_size
-    loader = Runner.build_dataloader(cfg.test_dataloader)
+    with builds_from(cfg.filename, 'test data loader'):
+        loader = Runner.build_dataloader(cfg.test_dataloader)
     logits, labels, attention = [], [], []
     with torch.inference_mode():
         for batch in loader:
@@ -68,11 +109,14 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
                         batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """:func:`compute_test_outputs`, cached in the stage directory.
 
-    The cache is keyed by the stage digest and the test split
-    (:func:`split_digest`), so any later report reuses it without another
-    forward pass, and a changed test split is recomputed. A cache that
-    cannot be read (truncated, not weights-only) is recomputed; one that
-    cannot be written is skipped.
+    The cache is keyed by the stage digest, the test split
+    (:func:`split_digest`) and the sha256 of the checkpoint it was computed
+    from, signed with a key of this machine (:func:`cache_key`), so any later
+    report reuses it without another forward pass, while a changed test split
+    or checkpoint is recomputed, and so is a cache that came with a received
+    work dir (its sender could write any figures under the right sha256, but
+    not under this machine's key). A cache that cannot be read (truncated, not
+    weights-only) is recomputed; one that cannot be written is skipped.
 
     Args:
         stage_dir (Path): The stage directory, where the cache lives.
@@ -86,9 +130,9 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
     from ..stages.stage_files import read_stage_config
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
-    key = f'{digest}:{split_digest(cfg)}'
-    with contextlib.suppress(Exception):
-        cached = torch.load(path, weights_only=True)
+    key = cache_key(f'{digest}:{split_digest(cfg)}:{file_sha256(Path(checkpoint))}')
+    with contextlib.suppress(Exception), os.fdopen(open_regular(path), 'rb') as file:
+        cached = torch.load(file, weights_only=True)
         if cached.get('key') == key:
             return cached['outputs']
     outputs = compute_test_outputs(cfg, checkpoint, device, batch_size)

@@ -23,7 +23,7 @@ from typing import Any, FrozenSet, Iterator, Optional, Set, Tuple
 from mmengine.config import Config
 
 from ..errors import UserError
-from ..reading import UnsafeFileError, read_json, shown
+from ..reading import MAX_IMAGE_SIDE, UnsafeFileError, read_json, shown
 from ..writing import write_atomically
 from .records import RecordError, check_record
 
@@ -35,8 +35,6 @@ SCOPES = ('mmpretrain', 'mmengine')
 _KT_IMPORTS = dict(imports=['registry_plugins'])
 # Keys mmengine's Config keeps for itself.
 _RESERVED = ('filename', 'text', 'pretty_text', 'env_variables')
-# Largest image side (pixels) a config or an export may resize or crop to.
-MAX_SIDE = 2048
 
 
 def write_stage_config(cfg: Config, stage_dir: Path) -> Path:
@@ -162,13 +160,13 @@ def _shape_problem(data: dict) -> Optional[str]:
         for key in ('scale', 'crop_size'):
             if key in step and not _is_size(step[key]):
                 return (f'has {step["type"]} {key} {shown(step[key])}: sizes are 1 to '
-                        f'{MAX_SIDE} pixels')
+                        f'{MAX_IMAGE_SIDE} pixels')
     return None
 
 
 def _is_size(value: Any) -> bool:
     sides = value if isinstance(value, list) and len(value) == 2 else [value]
-    return all(isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_SIDE
+    return all(isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_IMAGE_SIDE
                for side in sides)
 
 
