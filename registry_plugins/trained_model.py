@@ -31,11 +31,10 @@ def build_model_from_config(config: ConfigLike) -> nn.Module:
         cfg = Config.fromfile(str(config))
     else:
         cfg = config if isinstance(config, Config) else Config(config)
-    with builds_from(cfg.filename, 'model'):
-        model_cfg = cfg.model.copy()
-        if cfg.get('data_preprocessor') is not None:
-            model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-        return MODELS.build(model_cfg)
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return MODELS.build(model_cfg)
 
 
 def load_trained_model(config: ConfigLike,
@@ -55,8 +54,11 @@ def load_trained_model(config: ConfigLike,
     Raises:
         CheckpointError: The checkpoint is unreadable or its weights do not
             fit the model the config builds.
+        UserError: The config's model does not build.
     """
-    model = build_model_from_config(config)
+    source = config if isinstance(config, (str, Path)) else getattr(config, 'filename', None)
+    with builds_from(source, 'model'):
+        model = build_model_from_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
     try:
         load_checkpoint(model, str(checkpoint), map_location='cpu', strict=True,

@@ -25,7 +25,8 @@ from ktcli.commands.export import export
 from .conftest import REPO
 
 # The stages appended to the trained one: (digest, backbone strides).
-UNTRAINED_STAGES = (('untrained2strides', (1, 1, 2, 1)), ('untrained3strides', (1, 2, 2, 1)))
+# Their digests are made up (16 hex digits, as a stage directory's name must be).
+UNTRAINED_STAGES = (('00000000000000a2', (1, 1, 2, 1)), ('00000000000000a3', (1, 2, 2, 1)))
 
 
 def cli() -> typer.Typer:

@@ -102,7 +102,7 @@ def test_a_config_naming_an_unregistered_type_is_refused(tmp_path, trained_work_
     data['model']['backbone'] = dict(type='os.system', command=f'touch {tmp_path / "ran"}')
     config.write_text(json.dumps(data))
     line = one_error_line(kt('ensemble', work_dir))
-    assert "names 'os.system' as a type, which no registry holds" in line
+    assert "names 'os.system' as a type at model.backbone, which no registry holds" in line
     assert not (tmp_path / 'ran').exists()
 
 
@@ -134,9 +134,10 @@ def test_a_broken_manifest_is_rebuilt_from_the_stage_directories(tmp_path, train
     manifest.write_text(manifest.read_text()[:50])  # truncated
     result = kt('ensemble', work_dir, '--json', tmp_path / 'rebuilt.json')
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == (
-        f'{manifest} is unreadable (empty, truncated or not JSON); '
-        'rebuilt it from 2 stage directories')
+    assert result.stderr.startswith(f'{manifest} is not readable JSON (')
+    assert result.stderr.strip().endswith(
+        'it is truncated or not written by kt; rebuilt it from 2 stage directories')
+    assert len(result.stderr.strip().splitlines()) == 1
     figures = [json.loads((tmp_path / f'{name}.json').read_text())
                for name in ('reference', 'rebuilt')]
     assert figures[0] == figures[1]
@@ -161,3 +162,133 @@ def test_an_unwritable_work_dir_is_one_line(demo_root):
     line = one_error_line(kt(*train_args(Path('/sys/kt_work'), demo_root, 1)))
     assert line.startswith('error: cannot write /sys/kt_work')
     assert 'pass a --work-dir you can write to' in line
+
+
+def next_stage_digest(work_dir: Path, n: int) -> str:
+    """The digest stage ``n`` of the work dir's sequence will have (planned from the settings
+    its records keep, as `kt train` with the fixture's options plans it)."""
+    from ktcli.stages.manifest import Manifest
+    from ktcli.stages.sequence import SequenceTrainer
+    from ktcli.stages.stage_config import TrainSettings
+    manifest = Manifest(work_dir)
+    settings = TrainSettings.from_record(manifest.stage(manifest.chain[0])['settings'])
+    return SequenceTrainer(work_dir, settings, scheduler=None).plan(n)[-1].digest
+
+
+def set_status(work_dir: Path, digest: str, status: str) -> None:
+    """Record a status in the manifest and the stage's own stage.json, as kt does."""
+    for path, record_of in ((work_dir / 'kt_manifest.json', lambda data: data['stages'][digest]),
+                            (work_dir / 'stages' / digest / 'stage.json', lambda data: data)):
+        data = json.loads(path.read_text())
+        record_of(data)['status'] = status
+        path.write_text(json.dumps(data))
+
+
+def test_resume_never_runs_the_config_a_checkpoint_carries(tmp_path, trained_work_dir,
+                                                          demo_root):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    marker = tmp_path / 'resume_ran'
+    digest = json.loads((work_dir / 'kt_manifest.json').read_text())['chain'][1]
+    checkpoint = work_dir / 'stages' / digest / 'epoch_1.pth'
+    state = torch.load(checkpoint, weights_only=True)
+    # kt's own checkpoints carry no config text (mmengine would execute it on resume).
+    assert 'cfg' not in state['meta'] and 'cfg' not in state['message_hub']['runtime_info']
+    state['meta']['config'] = f"x = __import__('os').system('touch {marker}')\ngpu_ids = None\n"
+    torch.save(state, checkpoint)
+    set_status(work_dir, digest, 'interrupted')
+    result = kt(*train_args(work_dir, demo_root, 2))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not marker.exists()
+
+
+def test_a_checkpoint_planted_for_the_next_stage_is_neither_resumed_nor_adopted(
+        tmp_path, trained_work_dir, demo_root):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    stages = work_dir / 'stages'
+    planted = stages / next_stage_digest(work_dir, 3) / 'epoch_1.pth'
+    planted.parent.mkdir()
+    shutil.copy(next(stages.glob('*/epoch_1.pth')), planted)
+    line = one_error_line(kt(*train_args(work_dir, demo_root, 3)))
+    assert line == (f'error: {planted.parent} holds epoch_1.pth, but no kt run of this stage is '
+                    'recorded, so kt neither resumes nor adopts them: move them out of the '
+                    'folder (nothing is deleted) and rerun')
+    assert planted.is_file()
+    assert planted.parent.name not in json.loads((work_dir / 'kt_manifest.json').read_text())[
+        'stages'] or not (planted.parent / 'last_checkpoint').exists()
+
+
+def test_a_checkpoint_link_planted_for_the_next_stage_is_not_written_through(
+        tmp_path, trained_work_dir, demo_root):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    victim = tmp_path / 'victim.bin'
+    victim.write_bytes(b'victim')
+    link = work_dir / 'stages' / next_stage_digest(work_dir, 3) / 'epoch_1.pth'
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    line = one_error_line(kt(*train_args(work_dir, demo_root, 3)))
+    assert line == (f'error: {link} is a symbolic link; kt never writes through links in a '
+                    'work dir: remove it and rerun')
+    assert victim.read_bytes() == b'victim'
+
+
+def test_distill_never_runs_base_files_named_in_a_received_manifest(tmp_path, trained_work_dir):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    marker = tmp_path / 'base_ran'
+    for evil in (work_dir / 'evil.py', tmp_path / 'evil.py'):
+        evil.write_text(f'import os\nos.system("touch {marker}")\nx = 1\n')
+    manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
+    for digest, record in manifest['stages'].items():
+        record['settings']['cfg_options'] = [['_base_', '../../evil.py']]
+        (work_dir / 'stages' / digest / 'stage.json').write_text(json.dumps(record))
+    (work_dir / 'kt_manifest.json').write_text(json.dumps(manifest))
+    line = one_error_line(kt('distill', work_dir))
+    assert 'inherits other files (_base_ at the top)' in line
+    assert not marker.exists()
+
+
+def scripted_ensemble(exported: Path, path: Path, forward: str) -> Path:
+    """A scripted module whose forward runs ``forward`` (TorchScript source, ``x`` the
+    input), saved to ``path`` with the genuine kt.json of ``exported``."""
+    import textwrap
+    import zipfile
+    with zipfile.ZipFile(exported) as archive:
+        metadata = archive.read(next(name for name in archive.namelist()
+                                     if name.endswith('/extra/kt.json')))
+    source = path.with_suffix('.py')
+    source.write_text(textwrap.dedent('''
+        import sys
+        import torch
+        from typing import Tuple
+
+        class Model(torch.nn.Module):
+            def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor,
+                                                         torch.Tensor, torch.Tensor]:
+        {body}
+                probabilities = torch.softmax(torch.zeros(x.shape[0], 20), 1)
+                return (probabilities, torch.zeros(x.shape[0], 4, 4),
+                        torch.zeros(x.shape[0], 4, 4), torch.zeros(x.shape[0], 2, 2))
+
+        torch.jit.save(torch.jit.script(Model()), sys.argv[1],
+                       _extra_files={{'kt.json': open(sys.argv[2]).read()}})
+        ''').format(body=textwrap.indent(textwrap.dedent(forward), ' ' * 8)))
+    (tmp := path.with_suffix('.json')).write_bytes(metadata)
+    subprocess.run([sys.executable, str(source), str(path), str(tmp)], check=True,
+                   capture_output=True)
+    return path
+
+
+def test_a_torchscript_model_that_reaches_files_is_refused(tmp_path, exported, demo_root):
+    victim, secret = tmp_path / 'victim.bin', tmp_path / 'secret.txt'
+    victim.write_bytes(b'ABCDEFGHIJ')
+    secret.write_text('secret')
+    evil = scripted_ensemble(exported['torchscript'], tmp_path / 'evil.pt', f'''
+        secret = torch.from_file({str(secret)!r}, False, 4, dtype=torch.uint8)
+        torch.from_file({str(victim)!r}, True, 8, dtype=torch.uint8).fill_(88)
+        x = x + secret.float().sum() * 0
+        ''')
+    image = next((demo_root / 'images').rglob('*.jpg'))
+    line = one_error_line(kt('predict', evil, image))
+    assert line.startswith(f'error: {evil} calls aten::from_file in the model.forward, which maps '
+                           'a file into a tensor')
+    assert line.endswith('or exchange ONNX')
+    assert victim.read_bytes() == b'ABCDEFGHIJ'

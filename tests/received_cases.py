@@ -1,0 +1,453 @@
+"""The received-work-dir and export cases of issue 16, defined once.
+
+Each :class:`Case` tampers with a fresh copy of a trained 2-stage work dir (or of an
+exported model) the way an attacker or a broken transfer would, names the kt command to
+run on it, and says what must come out: the exit code and a phrase of the one stderr line.
+``tests/test_received_cases.py`` runs every case; ``tools/received_sweep.py`` runs them and
+prints the table of commands, exit codes and stderr lines.
+
+Around every case a sentinel folder outside the work dir (a victim file, a Python file
+that would leave a marker if it ever ran) must be left exactly as it was: contents, times
+and listing (:func:`snapshot`).
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+PAYLOAD_MARKER = 'KT_PAYLOAD_RAN'
+ZEN = 'Beautiful is better than ugly'
+
+
+@dataclass
+class Received:
+    """A tampered copy's surroundings: the copy, the data, the exports and the sentinel.
+
+    Attributes:
+        work (Path): A copy of the trained work dir (its cached test outputs, valid
+            on this machine, included).
+        demo_root (Path): The demo dataset it was trained on.
+        image (Path): One demo image.
+        exports (dict): The exported ONNX and TorchScript ensembles; ``onnx``
+            and ``torchscript`` are copies of them.
+        outside (Path): The sentinel folder (never to be touched).
+        scratch (Path): A folder for files the case writes (outputs).
+    """
+
+    work: Path
+    demo_root: Path
+    image: Path
+    exports: Dict[str, Path]
+    outside: Path
+    scratch: Path
+
+    @property
+    def onnx(self) -> Path:
+        return self._export('onnx')
+
+    @property
+    def torchscript(self) -> Path:
+        return self._export('torchscript')
+
+    def _export(self, name: str) -> Path:
+        """A copy of the exported file (made on first use)."""
+        copy = self.scratch.parent / self.exports[name].name
+        if not copy.exists():
+            shutil.copy(self.exports[name], copy)
+        return copy
+
+    @property
+    def marker(self) -> Path:
+        return self.outside / PAYLOAD_MARKER
+
+    @property
+    def chain(self) -> List[str]:
+        return json.loads((self.work / 'kt_manifest.json').read_text())['chain']
+
+    def stage(self, k: int) -> Path:
+        """Stage k's directory (1-based)."""
+        return self.work / 'stages' / self.chain[k - 1]
+
+    def train_args(self, n: int, *extra: str) -> list:
+        """``kt train`` with the settings the work dir was trained with."""
+        return ['train', '--dataset', 'demo', '--data-root', self.demo_root, '--backbone',
+                'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
+                '--work-dir', self.work, '--n', str(n), *extra]
+
+
+def received(base: Path, work_dir: Path, demo_root: Path, exports: Dict[str, Path]) -> Received:
+    """A fresh copy of ``work_dir`` and of the exports under ``base``, and a sentinel."""
+    base.mkdir(parents=True, exist_ok=True)
+    work = base / 'work'
+    subprocess.run(['cp', '-r', str(work_dir), str(work)], check=True)
+    outside = base / 'outside'
+    outside.mkdir()
+    (outside / 'victim.txt').write_text('the victim file\n')
+    (outside / 'evil.py').write_text(f'import pathlib\npathlib.Path({str(outside)!r}, '
+                                     f'{PAYLOAD_MARKER!r}).touch()\nx = 1\n')
+    (outside / 'other_work' / 'stages' / '0123456789abcdef').mkdir(parents=True)
+    (outside / 'other_work' / 'stages' / '0123456789abcdef' / 'config.json').write_text('{}')
+    for path in outside.rglob('*'):
+        # An access time before the modification time: any read moves it (relatime).
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_mtime_ns - 10 ** 12, stat.st_mtime_ns))
+    scratch = base / 'scratch'
+    scratch.mkdir()
+    image = next((demo_root / 'images').rglob('*.jpg'))
+    return Received(work, demo_root, image, dict(exports), outside, scratch)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every entry under ``folder``: its kind, content (or link target) and times."""
+    entries = {}
+    for path in sorted(folder.rglob('*')):
+        stat = path.lstat()
+        if path.is_symlink():
+            content = os.readlink(path)
+        elif path.is_file():
+            content = path.read_bytes()
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reading it moved atime
+        else:
+            content = None
+        entries[str(path.relative_to(folder))] = (stat.st_mode, content, stat.st_atime_ns,
+                                                  stat.st_mtime_ns)
+    return entries
+
+
+def edit_json(path: Path, change: Callable[[dict], Optional[object]]) -> None:
+    """Rewrite a JSON file: ``change`` edits the data in place, or returns new data."""
+    data = json.loads(path.read_text())
+    new = change(data)
+    path.write_text(json.dumps(data if new is None else new))
+
+
+def edit_records(ctx: Received, k: int, change: Callable[[dict], None]) -> None:
+    """Change stage k's record in the manifest and in its ``stage.json`` alike."""
+    digest = ctx.chain[k - 1]
+    edit_json(ctx.work / 'kt_manifest.json', lambda data: change(data['stages'][digest]))
+    edit_json(ctx.stage(k) / 'stage.json', change)
+
+
+def edit_onnx_metadata(path: Path, change: Callable[[dict], Optional[object]]) -> None:
+    """Rewrite the kt.json of an ONNX file."""
+    import onnx
+    model = onnx.load(str(path))
+    prop = next(prop for prop in model.metadata_props if prop.key == 'kt.json')
+    data = json.loads(prop.value)
+    new = change(data)
+    prop.value = json.dumps(data if new is None else new)
+    onnx.save(model, str(path))
+
+
+def edit_torchscript_metadata(path: Path, change: Callable[[dict], Optional[object]]) -> None:
+    """Rewrite the kt.json extra file of a TorchScript archive."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, 'w') as archive:
+        for info, content in entries:
+            if info.filename.endswith('/extra/kt.json'):
+                data = json.loads(content)
+                new = change(data)
+                content = json.dumps(data if new is None else new).encode()
+            archive.writestr(info, content)
+
+
+def decompression_bomb(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header says ``side`` x ``side`` pixels (a few hundred bytes on disk)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    header = struct.pack('>IIBBBBB', side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+                     + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+    return path
+
+
+@dataclass(frozen=True)
+class Case:
+    """One tampering, the command run on it and what it must end with.
+
+    Attributes:
+        name (str): What is tampered with (the table's first column).
+        prepare (callable): Tampers with the copy; returns the kt arguments.
+        expect (str): A phrase of the stderr line.
+        code (int): The exit code. Defaults to 2.
+        after (callable, optional): More checks on the copy afterwards.
+    """
+
+    name: str
+    prepare: Callable[[Received], list]
+    expect: str
+    code: int = 2
+    after: Optional[Callable[[Received], None]] = field(default=None, compare=False)
+
+
+def _config(k: int, change: Callable[[dict], None]) -> Callable[[Received], list]:
+    """Change stage k's config.json, then predict from the work dir (builds every stage)."""
+    def prepare(ctx: Received) -> list:
+        edit_json(ctx.stage(k) / 'config.json', change)
+        return ['predict', ctx.work, ctx.image]
+    return prepare
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    """Set ``a.b.c`` of a nested dict."""
+    def change(data: dict) -> None:
+        *parents, last = path.split('.')
+        for key in parents:
+            data = data[key]
+        data[last] = value
+    return change
+
+
+def _manifest(change: Callable[[dict], Optional[object]], *command: str) -> Callable:
+    def prepare(ctx: Received) -> list:
+        edit_json(ctx.work / 'kt_manifest.json', change)
+        return [command[0], ctx.work, *command[1:]]
+    return prepare
+
+
+def _stage_record(change: Callable[[dict], None]) -> Callable[[Received], list]:
+    """Break stage 2's stage.json and drop the manifest, so that kt rebuilds from it."""
+    def prepare(ctx: Received) -> list:
+        edit_json(ctx.stage(2) / 'stage.json', change)
+        (ctx.work / 'kt_manifest.json').unlink()
+        return ['status', ctx.work]
+    return prepare
+
+
+def _metadata(change: Callable[[dict], Optional[object]], fmt: str = 'onnx') -> Callable:
+    def prepare(ctx: Received) -> list:
+        if fmt == 'onnx':
+            edit_onnx_metadata(ctx.onnx, change)
+        else:
+            edit_torchscript_metadata(ctx.torchscript, change)
+        return ['predict', ctx.onnx if fmt == 'onnx' else ctx.torchscript, ctx.image]
+    return prepare
+
+
+def _record_chain(value) -> Callable[[dict], None]:
+    return lambda data: data.__setitem__('chain', value)
+
+
+def _each_record(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    def changed(data: dict) -> None:
+        for record in data['stages'].values():
+            change(record)
+    return changed
+
+
+def _nothing_outside_created(ctx: Received) -> None:
+    assert not (ctx.outside / 'by').exists() and not (ctx.outside.parent / 'by').exists()
+
+
+def _dangling_lock(ctx: Received) -> list:
+    lock = ctx.work / '.kt_manifest.lock'
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(ctx.outside / 'created_by_lock')
+    return ctx.train_args(2)
+
+
+def _lock_target_absent(ctx: Received) -> None:
+    assert not (ctx.outside / 'created_by_lock').exists()
+
+
+def _link_to(target_of: Callable[[Received], Path], link_of: Callable[[Received], Path],
+             command: Callable[[Received], list], manifest_gone: bool = False) -> Callable:
+    def prepare(ctx: Received) -> list:
+        link = link_of(ctx)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target_of(ctx))
+        if manifest_gone:
+            (ctx.work / 'kt_manifest.json').unlink()
+        return command(ctx)
+    return prepare
+
+
+def _fifo_record(ctx: Received) -> list:
+    record = ctx.stage(2) / 'stage.json'
+    record.unlink()
+    os.mkfifo(record)
+    (ctx.work / 'kt_manifest.json').unlink()
+    return ['status', ctx.work]
+
+
+def _running_stage_log_to_dev_zero(ctx: Received) -> list:
+    edit_records(ctx, 2, lambda record: record.update(status='running', pid=None))
+    log = next(ctx.stage(2).glob('*/*.log'))
+    log.unlink()
+    log.symlink_to('/dev/zero')
+    return ['status', ctx.work]
+
+
+def _bomb_in_dataset(command: str) -> Callable[[Received], list]:
+    def prepare(ctx: Received) -> list:
+        data = Path(shutil.copytree(ctx.demo_root, ctx.scratch / 'kt_demo'))
+        folder = next(path for path in (data / 'images').iterdir() if path.is_dir())
+        bomb = decompression_bomb(folder / 'aaa_bomb.png')
+        with open(data / 'images.txt', 'a') as listing:
+            listing.write(f'99999 {folder.name}/{bomb.name}\n')
+        with open(data / 'train_test_split.txt', 'a') as split:
+            split.write('99999 1\n')
+        with open(data / 'image_class_labels.txt', 'a') as labels:
+            labels.write(f'99999 {int(folder.name.split(".")[0])}\n')
+        ctx.demo_root = data
+        if command == 'check':
+            return ['data', 'check', 'demo', '--data-root', data]
+        ctx.work = ctx.scratch / 'work'
+        return ctx.train_args(1)
+    return prepare
+
+
+def _images(make: Callable[[Path], None], *extra: str) -> Callable[[Received], list]:
+    def prepare(ctx: Received) -> list:
+        image = ctx.scratch / 'picture.jpg'
+        make(image)
+        return ['visualize', ctx.work, '--images', image, '--out', ctx.scratch / 'grid.png',
+                *extra]
+    return prepare
+
+
+def _visualize_out(name: str) -> Callable[[Received], list]:
+    return lambda ctx: ['visualize', ctx.work, '--out', ctx.scratch / name]
+
+
+# The 37 one-line cases of the issue (config, records, metadata, images, options, reads).
+ONE_LINE_CASES = [
+    Case('config.json: backbone.type a dict', _config(1, _set('model.backbone.type', {'a': 1})),
+         'has a dict as the type at model.backbone'),
+    Case('config.json: backbone.type a list', _config(1, _set('model.backbone.type', ['x'])),
+         'has a list as the type at model.backbone'),
+    Case('config.json: backbone.type "SGD" (registered, not a model)',
+         _config(1, _set('model.backbone.type', 'SGD')), 'does not build (KeyError'),
+    Case('config.json: custom_imports a list', _config(1, _set('custom_imports', ['os'])),
+         "imports ['os'] (custom_imports)"),
+    Case('config.json: custom_imports a string', _config(1, _set('custom_imports', 'os')),
+         "imports 'os' (custom_imports)"),
+    Case('config.json: no model', _config(2, lambda data: data.pop('model')),
+         'has no model (an object with a type)'),
+    Case('manifest: chain [1, 2]', _manifest(_record_chain([1, 2]), 'ensemble'),
+         'chain must be a list of stage digests', code=0),
+    Case('manifest: a record that is a string',
+         _manifest(lambda data: data['stages'].__setitem__(data['chain'][0], 'x'), 'ensemble'),
+         'must be a stage record (a JSON object), not str', code=0),
+    Case('manifest: a record that is a list',
+         _manifest(lambda data: data['stages'].__setitem__(data['chain'][0], []), 'ensemble'),
+         'must be a stage record (a JSON object), not list', code=0),
+    Case('manifest: checkpoint 5',
+         _manifest(_each_record(lambda record: record.__setitem__('checkpoint', 5)), 'ensemble'),
+         'checkpoint must be an epoch_N.pth', code=0),
+    Case('stage.json: train_seconds a string (manifest rebuilt from it)',
+         _stage_record(lambda record: record.__setitem__('train_seconds', 'soon')),
+         'train_seconds must be a number of seconds', code=0),
+    Case('kt.json: []', _metadata(lambda data: []), 'kt.json is not an object'),
+    Case('kt.json: {}', _metadata(lambda data: {}), 'kt.json has no preprocessing object'),
+    Case('kt.json: no preprocessing', _metadata(lambda data: data.pop('preprocessing')),
+         'kt.json has no preprocessing object'),
+    Case('kt.json: unknown interpolation',
+         _metadata(_set('preprocessing.interpolation', 'cubic2')),
+         'preprocessing.interpolation must be one of'),
+    Case('kt.json: resize [0, 0]', _metadata(_set('preprocessing.resize', [0, 0])),
+         'preprocessing.resize must be [width, height] of 1 to 2048'),
+    Case('kt.json: resize [-5, -5]', _metadata(_set('preprocessing.resize', [-5, -5])),
+         'preprocessing.resize must be [width, height] of 1 to 2048'),
+    Case('kt.json: resize [60000, 60000]',
+         _metadata(_set('preprocessing.resize', [60000, 60000])),
+         'preprocessing.resize must be [width, height] of 1 to 2048'),
+    Case('kt.json: classes null', _metadata(_set('classes', None)),
+         'classes must be a list of names'),
+    Case('kt.json: unknown output names', _metadata(_set('outputs', ['nope'])),
+         "names outputs ['nope'], but the model has"),
+    Case('kt.json: a string mean', _metadata(_set('preprocessing.mean', 'abc')),
+         'preprocessing.mean must be 3 finite numbers'),
+    Case('kt.json: channel_order 5', _metadata(_set('preprocessing.channel_order', 5)),
+         'preprocessing.channel_order must be RGB or BGR'),
+    Case('kt.json (TorchScript): crop [0, 0]',
+         _metadata(_set('preprocessing.crop', [0, 0]), 'torchscript'),
+         'preprocessing.crop must be [width, height]'),
+    Case('kt.json (TorchScript): input.size not the crop',
+         _metadata(_set('input.size', [999, 999]), 'torchscript'), 'input.size must be'),
+    Case('a 20000 x 20000 PNG in the dataset: kt data check', _bomb_in_dataset('check'),
+         '1 unreadable image(s)'),
+    Case('a 20000 x 20000 PNG in the dataset: kt train', _bomb_in_dataset('train'),
+         '1 unreadable image(s)'),
+    Case('kt visualize --images a non-image', _images(lambda path: path.write_text('hello')),
+         'as an image'),
+    Case('kt visualize --images an empty file', _images(lambda path: path.write_bytes(b'')),
+         'as an image'),
+    Case('kt visualize --out without a suffix', _visualize_out('grid'),
+         'needs an image suffix'),
+    Case('kt visualize --out an unknown suffix', _visualize_out('grid.xyz'),
+         'needs an image suffix'),
+    Case('kt ensemble --json a folder',
+         lambda ctx: ['ensemble', ctx.work, '--json', ctx.scratch], 'Is a directory'),
+    Case('kt export --device bogus',
+         lambda ctx: ['export', ctx.work, '--format', 'onnx', '--device', 'bogus'],
+         "--device 'bogus' is not a device"),
+    Case('kt predict --device bogus',
+         lambda ctx: ['predict', ctx.onnx, ctx.image, '--device', 'bogus'],
+         "--device 'bogus' is not a device"),
+    Case('kt export --device cuda (no GPU here)',
+         lambda ctx: ['export', ctx.work, '--format', 'onnx', '--device', 'cuda'],
+         'needs a GPU'),
+    Case('kt predict --device cuda (no GPU here)',
+         lambda ctx: ['predict', ctx.onnx, ctx.image, '--device', 'cuda'], 'needs a GPU'),
+    Case('stage.json a link to /dev/zero',
+         _link_to(lambda ctx: Path('/dev/zero'), lambda ctx: ctx.stage(2) / 'stage.json',
+                  lambda ctx: ['status', ctx.work], manifest_gone=True),
+         'stage.json is a symbolic link', code=0),
+    Case("a running stage's log a link to /dev/zero", _running_stage_log_to_dev_zero, '',
+         code=0),
+    Case('stage.json a FIFO', _fifo_record, 'stage.json is not a regular file (a FIFO)', code=0),
+]
+
+# The attacks of the issue that run in forked processes (the others need a real kt start
+# or a training run: tests/test_received_work_dir.py).
+ATTACK_CASES = [
+    Case('record dir "../../outside/by/kt" (kt train, all reused)',
+         _manifest(_each_record(lambda record: record.__setitem__('dir', '../../outside/by/kt')),
+                   'status'), "dir must be 'stages/", code=0, after=_nothing_outside_created),
+    Case('record dir absolute',
+         lambda ctx: _manifest(_each_record(lambda record: record.__setitem__(
+             'dir', str(ctx.outside / 'by'))), 'status')(ctx), "dir must be 'stages/", code=0,
+         after=_nothing_outside_created),
+    Case('chain digest into another work dir (kt ensemble)',
+         lambda ctx: _manifest(_record_chain([
+             f'../../{ctx.outside.name}/other_work/stages/0123456789abcdef']), 'ensemble')(ctx),
+         'chain must be a list of stage digests', code=0),
+    Case('record checkpoint an absolute path',
+         lambda ctx: _manifest(_each_record(lambda record: record.__setitem__(
+             'checkpoint', str(ctx.outside / 'victim.txt'))), 'ensemble')(ctx),
+         'checkpoint must be an epoch_N.pth', code=0),
+    Case('a dangling .kt_manifest.lock link (kt train)', _dangling_lock,
+         '.kt_manifest.lock is a symbolic link', after=_lock_target_absent),
+    Case('default_scope "this" (imports any module by name)',
+         _config(1, _set('default_scope', 'this')), "has default_scope 'this'"),
+    Case('a _scope_ "this" inside the model', _config(1, _set('model.backbone._scope_', 'this')),
+         "sets the scope 'this' at model.backbone"),
+    Case('_base_ in a stage config', _config(1, _set('_base_', '../../outside/evil.py')),
+         'inherits other files (_base_'),
+    Case('a stage checkpoint linked to a file outside',
+         _link_to(lambda ctx: ctx.outside / 'victim.txt',
+                  lambda ctx: next(ctx.stage(1).glob('epoch_*.pth')),
+                  lambda ctx: ['ensemble', ctx.work]), 'is a symbolic link'),
+    Case('the stages folder a link out of the work dir',
+         lambda ctx: _stages_elsewhere(ctx), 'stages is a symbolic link'),
+]
+
+
+def _stages_elsewhere(ctx: Received) -> list:
+    moved = ctx.scratch / 'stages_elsewhere'
+    shutil.move(str(ctx.work / 'stages'), str(moved))
+    (ctx.work / 'stages').symlink_to(moved)
+    (ctx.work / 'kt_manifest.json').unlink()
+    return ['status', ctx.work]
+
+
+CASES = ONE_LINE_CASES + ATTACK_CASES
