@@ -318,6 +318,38 @@ def _visualize_out(name: str) -> Callable[[Received], list]:
     return lambda ctx: ['visualize', ctx.work, '--out', ctx.scratch / name]
 
 
+def _forged_test_outputs(ctx: Received) -> list:
+    """Stage 1's cached test outputs replaced by perfect logits, under the key a sender can
+    compute (digest, split and the checkpoint's sha256), not this machine's."""
+    import hashlib
+
+    import torch
+    from ktcli.reports.test_outputs import split_digest
+    from ktcli.stages.stage_files import read_stage_config
+    stage = ctx.stage(1)
+    cache = torch.load(stage / 'test_outputs.pt', weights_only=True)
+    labels = cache['outputs']['labels']
+    cache['outputs']['logits'] = torch.nn.functional.one_hot(labels, 20).float() * 10
+    sha = hashlib.sha256(next(stage.glob('epoch_*.pth')).read_bytes()).hexdigest()
+    split = split_digest(read_stage_config(stage / 'config.json'))
+    cache['key'] = f'{stage.name}:{split}:{sha}'
+    torch.save(cache, stage / 'test_outputs.pt')
+    return ['ensemble', ctx.work, '--json', ctx.scratch / 'figures.json']
+
+
+def _real_figures(ctx: Received) -> None:
+    figures = json.loads((ctx.scratch / 'figures.json').read_text())
+    assert figures['stages'][0]['top1'] < 100
+
+
+def _stages_elsewhere(ctx: Received) -> list:
+    moved = ctx.scratch / 'stages_elsewhere'
+    shutil.move(str(ctx.work / 'stages'), str(moved))
+    (ctx.work / 'stages').symlink_to(moved)
+    (ctx.work / 'kt_manifest.json').unlink()
+    return ['status', ctx.work]
+
+
 # The 37 one-line cases of the issue (config, records, metadata, images, options, reads).
 ONE_LINE_CASES = [
     Case('config.json: backbone.type a dict', _config(1, _set('model.backbone.type', {'a': 1})),
@@ -437,17 +469,11 @@ ATTACK_CASES = [
          _link_to(lambda ctx: ctx.outside / 'victim.txt',
                   lambda ctx: next(ctx.stage(1).glob('epoch_*.pth')),
                   lambda ctx: ['ensemble', ctx.work]), 'is a symbolic link'),
+    Case("forged cached test outputs (100% for stage 1)", _forged_test_outputs, '', code=0,
+         after=_real_figures),
     Case('the stages folder a link out of the work dir',
          lambda ctx: _stages_elsewhere(ctx), 'stages is a symbolic link'),
 ]
-
-
-def _stages_elsewhere(ctx: Received) -> list:
-    moved = ctx.scratch / 'stages_elsewhere'
-    shutil.move(str(ctx.work / 'stages'), str(moved))
-    (ctx.work / 'stages').symlink_to(moved)
-    (ctx.work / 'kt_manifest.json').unlink()
-    return ['status', ctx.work]
 
 
 CASES = ONE_LINE_CASES + ATTACK_CASES

@@ -292,3 +292,157 @@ def test_a_torchscript_model_that_reaches_files_is_refused(tmp_path, exported, d
                            'a file into a tensor')
     assert line.endswith('or exchange ONNX')
     assert victim.read_bytes() == b'ABCDEFGHIJ'
+
+
+def test_a_torchscript_model_with_code_run_on_load_is_refused(tmp_path, exported, demo_root):
+    victim = tmp_path / 'victim.bin'
+    victim.write_bytes(b'ABCDEFGHIJ')
+    evil = tmp_path / 'evil_setstate.pt'
+    source = tmp_path / 'setstate.py'
+    source.write_text(f'''
+import sys, torch, zipfile
+archive = zipfile.ZipFile({str(exported['torchscript'])!r})
+metadata = archive.read(next(n for n in archive.namelist() if n.endswith('/extra/kt.json')))
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.zeros(1)
+
+    def forward(self, x: torch.Tensor):
+        return torch.softmax(torch.zeros(x.shape[0], 20), 1)
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]):
+        torch.from_file({str(victim)!r}, True, 8, dtype=torch.uint8).fill_(77)
+        self.w = state[0]
+        self.training = state[1]
+
+torch.jit.save(torch.jit.script(Model()), sys.argv[1], _extra_files={{'kt.json': metadata}})
+''')
+    subprocess.run([sys.executable, str(source), str(evil)], check=True, capture_output=True)
+    line = one_error_line(kt('predict', evil, next((demo_root / 'images').rglob('*.jpg'))))
+    assert 'defines __setstate__' in line and 'code that torch.jit.load runs' in line
+    assert victim.read_bytes() == b'ABCDEFGHIJ'
+
+
+def test_an_export_link_planted_in_the_work_dir_is_replaced_not_followed(tmp_path,
+                                                                        trained_work_dir):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('victim')
+    link = work_dir / 'exports' / 'ensemble_1-2.pt'
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    result = kt('export', work_dir, '--format', 'torchscript')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert victim.read_text() == 'victim'
+    assert not link.is_symlink() and link.stat().st_size > 1000
+    assert sorted(path.name for path in link.parent.iterdir()) == ['ensemble_1-2.pt']
+
+
+def test_kill_9_during_the_export_check_leaves_the_file_at_out_as_it_was(tmp_path,
+                                                                        trained_work_dir,
+                                                                        exported):
+    import signal
+    import time
+    out = tmp_path / 'out' / 'model.pt'
+    out.parent.mkdir()
+    shutil.copy(exported['torchscript'], out)
+    before = out.read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'ktcli', 'export', str(trained_work_dir), '--format',
+         'torchscript', '--out', str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    # The check runs in a fresh process (export_verifier): kill everything once it runs.
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(b'export_verifier' in path.read_bytes() for path in Path('/proc').glob('*/cmdline')
+               if path.parent.name.isdigit() and _is_child_of(path.parent.name, process.pid)):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, 'the export ended before its check could be killed'
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert out.read_bytes() == before
+    assert sorted(path.name for path in out.parent.iterdir()) == ['model.pt']
+
+
+def _is_child_of(pid: str, parent: int) -> bool:
+    try:
+        status = Path(f'/proc/{pid}/status').read_text()
+    except OSError:
+        return False
+    return f'PPid:\t{parent}\n' in status
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs holding one small file (the export that must survive)."""
+    folder = tmp_path / 'full'
+    folder.mkdir()
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f'mounting a tmpfs needs root: {mounted.stderr.decode().strip()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', str(folder)], check=True)
+
+
+@pytest.mark.parametrize('model_format, suffix', [('onnx', '.onnx'), ('torchscript', '.pt')])
+def test_a_full_disk_export_is_one_line_and_leaves_the_old_file(full_disk, trained_work_dir,
+                                                                model_format, suffix):
+    out = full_disk / f'ensemble{suffix}'
+    out.write_bytes(b'the export that was there')
+    line = one_error_line(kt('export', trained_work_dir, '--format', model_format, '--out', out))
+    assert line == (f'error: cannot write {out}: the disk is full: free some space; nothing '
+                    'finished was lost')
+    assert out.read_bytes() == b'the export that was there'
+    assert sorted(path.name for path in full_disk.iterdir()) == [out.name]
+
+
+def test_two_kt_starting_one_stage_at_the_same_moment_claim_it_once(tmp_path, trained_work_dir):
+    work_dir = received_copy(trained_work_dir, tmp_path / 'work')
+    digest = json.loads((work_dir / 'kt_manifest.json').read_text())['chain'][1]
+    set_status(work_dir, digest, 'interrupted')
+    start = tmp_path / 'start'
+    claim = f'''
+import socket, sys, time
+from pathlib import Path
+from ktcli.errors import UserError
+from ktcli.stages.manifest import Manifest
+from ktcli.stages.planned_stage import PlannedStage
+from ktcli.stages.stage_claim import claim_stage
+manifest = Manifest(Path({str(work_dir)!r}))
+stage = PlannedStage(2, {digest!r}, None, Path({str(work_dir / 'stages' / digest)!r}),
+                     None, None, [], 'two')
+Path(sys.argv[1]).touch()
+while not Path({str(start)!r}).exists():
+    time.sleep(0.001)
+try:
+    claim_stage(manifest, stage, host=socket.gethostname(), pid=None)
+except UserError as error:
+    print('refused:', error)
+    sys.exit(2)
+print('claimed')
+time.sleep(3)  # the claimer is alive while the other one checks
+'''
+    ready = [tmp_path / f'ready_{k}' for k in range(2)]
+    claimers = [subprocess.Popen([sys.executable, '-c', claim, str(path)], cwd=REPO, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for path in ready]
+    import time
+    while not all(path.exists() for path in ready):  # both have imported kt: start them
+        assert all(claimer.poll() is None for claimer in claimers)
+        time.sleep(0.05)
+    start.touch()
+    results = [(claimer.wait(timeout=120), claimer.stdout.read()) for claimer in claimers]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(output for code, output in results if code == 2)
+    assert 'is being trained by kt process' in refused

@@ -82,7 +82,8 @@ def _problem(metadata: Any, output_names: Optional[Sequence[str]]) -> Optional[s
     if width is None:
         return 'sets neither preprocessing.resize nor preprocessing.crop'
     if model_input.get('size') != [height, width]:
-        return f'input.size must be {[height, width]} (the crop), not {shown(model_input.get("size"))}'
+        return (f'input.size must be {[height, width]} (the crop), not '
+                f'{shown(model_input.get("size"))}')
     if not isinstance(model_input.get('normalised_in_model'), bool):
         return 'input.normalised_in_model must be true or false'
     classes = metadata.get('classes')

@@ -40,25 +40,24 @@ REFUSED = {
 
 # Operators of kt's exports (tools/torchscript_operators.py) and reviewed pure tensor ones.
 ALLOWED = frozenset('''
-    aten::Int aten::Float aten::ScalarImplicit aten::__getitem__ aten::_convolution
-    aten::abs aten::adaptive_avg_pool2d aten::adaptive_max_pool2d aten::add aten::add_
-    aten::addmm aten::amax aten::avg_pool2d aten::batch_norm aten::cat aten::ceil aten::chunk
-    aten::clamp aten::clamp_ aten::clamp_max aten::clamp_min aten::clone
-    aten::constant_pad_nd aten::contiguous aten::conv2d aten::detach aten::dim aten::div
-    aten::div_ aten::dropout aten::elu aten::elu_ aten::eq aten::exp aten::expand
-    aten::expand_as aten::flatten aten::floor aten::floor_divide aten::gelu aten::gt
-    aten::hardsigmoid aten::hardsigmoid_ aten::hardswish aten::hardswish_ aten::hardtanh
-    aten::hardtanh_ aten::layer_norm aten::leaky_relu aten::leaky_relu_ aten::linear aten::log_softmax
-    aten::lt aten::matmul aten::max aten::max_pool2d aten::maximum aten::mean aten::min
-    aten::minimum aten::mm aten::mul
-    aten::mul_ aten::neg aten::ones_like aten::pad aten::permute aten::pow aten::relu
-    aten::relu6 aten::relu_ aten::reshape aten::rsqrt aten::select aten::sigmoid
-    aten::sigmoid_ aten::silu aten::silu_ aten::size aten::slice aten::softmax aten::split
-    aten::sqrt aten::squeeze aten::stack aten::std aten::sub aten::sub_ aten::sum aten::tanh aten::to
-    aten::transpose aten::type_as aten::unsqueeze aten::upsample_bilinear2d aten::var
-    aten::view aten::where aten::zeros_like
-    prim::CallMethod prim::Constant prim::GetAttr prim::ListConstruct prim::ListUnpack
-    prim::NumToTensor prim::TupleConstruct prim::TupleUnpack prim::device prim::dtype
+    aten::__getitem__ aten::_convolution aten::abs aten::adaptive_avg_pool2d
+    aten::adaptive_max_pool2d aten::add aten::add_ aten::addmm aten::amax aten::avg_pool2d
+    aten::batch_norm aten::cat aten::ceil aten::chunk aten::clamp aten::clamp_ aten::clamp_max
+    aten::clamp_min aten::clone aten::constant_pad_nd aten::contiguous aten::conv2d aten::detach
+    aten::dim aten::div aten::div_ aten::dropout aten::elu aten::elu_ aten::eq aten::exp
+    aten::expand aten::expand_as aten::flatten aten::Float aten::floor aten::floor_divide
+    aten::gelu aten::gt aten::hardsigmoid aten::hardsigmoid_ aten::hardswish aten::hardswish_
+    aten::hardtanh aten::hardtanh_ aten::Int aten::layer_norm aten::leaky_relu aten::leaky_relu_
+    aten::linear aten::log_softmax aten::lt aten::matmul aten::max aten::max_pool2d
+    aten::maximum aten::mean aten::min aten::minimum aten::mm aten::mul aten::mul_ aten::neg
+    aten::ones_like aten::pad aten::permute aten::pow aten::relu aten::relu6 aten::relu_
+    aten::reshape aten::rsqrt aten::ScalarImplicit aten::select aten::sigmoid aten::sigmoid_
+    aten::silu aten::silu_ aten::size aten::slice aten::softmax aten::split aten::sqrt
+    aten::squeeze aten::stack aten::std aten::sub aten::sub_ aten::sum aten::tanh aten::to
+    aten::transpose aten::type_as aten::unsqueeze aten::upsample_bilinear2d aten::var aten::view
+    aten::where aten::zeros_like prim::CallMethod prim::Constant prim::device prim::dtype
+    prim::GetAttr prim::ListConstruct prim::ListUnpack prim::NumToTensor prim::TupleConstruct
+    prim::TupleUnpack
 '''.split())
 
 _SETSTATE = re.compile(rb'\bdef\s+__setstate__\b')

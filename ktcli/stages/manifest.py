@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
 from ..writing import write_atomically
 from .records import STAGES_DIR, check_manifest, is_digest, stage_paths
-from .stage_files import STAGE_RECORD, read_stage_record, write_stage_record
+from .stage_files import read_stage_record, write_stage_record
 
 MANIFEST_NAME = 'kt_manifest.json'
 # Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
@@ -79,7 +79,7 @@ class Manifest:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
                                  | os.O_CLOEXEC, 0o644)
-        except OSError as error:
+        except OSError:
             if os.path.islink(path):
                 raise UnsafeFileError(f'{path} is a symbolic link; kt never writes through '
                                       'links in a work dir: remove it and rerun') from None

@@ -1,0 +1,204 @@
+"""Fuzzing what kt reads from a received work dir or export (Hypothesis).
+
+Each example takes a fresh copy of the session's trained work dir (or of an exported
+model), mutates fields of one JSON file kt reads (type swaps, missing keys, ``..`` and
+absolute paths, huge numbers, scopes and ``_base_``) or replaces the file itself (a link
+out of the folder, a FIFO, ``/dev/zero``, an empty or truncated file, a folder), runs the
+commands that read that file in processes of their own, and asserts that each ends with
+exit 0 or 2, at most one line on stderr, no traceback, no payload run and nothing outside
+the work dir read or written (a sentinel folder, its files' contents and times, is left as
+it was). Derandomised and bounded (see ``EXAMPLES``) so the suite stays in its budget.
+"""
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, List, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .kt_processes import KtServer
+from .received_cases import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata, edit_torchscript_metadata,
+                             received, snapshot)
+
+EXAMPLES = 30
+TARGETS = ('manifest', 'stage.json', 'config.json', 'kt.json (onnx)', 'kt.json (torchscript)')
+FILE_MUTATIONS = ('link to a file outside', 'link to /dev/zero', 'FIFO', 'empty', 'truncated',
+                  'folder')
+
+
+@pytest.fixture(scope='module')
+def fuzz_kt():
+    with KtServer(timeout=180) as server:
+        yield server
+
+
+@pytest.fixture(scope='module')
+def template(tmp_path_factory, trained_work_dir, demo_root, exported):
+    """A pristine received copy: every file the fuzz mutates, and the paths in each."""
+    ctx = received(tmp_path_factory.mktemp('fuzz_template'), trained_work_dir, demo_root,
+                   exported)
+    documents = {target: _read(ctx, target) for target in TARGETS}
+    paths = {target: list(_json_paths(document)) for target, document in documents.items()}
+    return ctx, paths
+
+
+def _target_file(ctx, target: str) -> Path:
+    return dict(manifest=ctx.work / 'kt_manifest.json', **{
+        'stage.json': ctx.stage(2) / 'stage.json', 'config.json': ctx.stage(1) / 'config.json',
+        'kt.json (onnx)': ctx.onnx, 'kt.json (torchscript)': ctx.torchscript})[target]
+
+
+def _read(ctx, target: str) -> Any:
+    if target.startswith('kt.json'):
+        found = []
+        edit = edit_onnx_metadata if 'onnx' in target else edit_torchscript_metadata
+        edit(_target_file(ctx, target), lambda data: found.append(data))
+        return found[0]
+    return json.loads(_target_file(ctx, target).read_text())
+
+
+def _json_paths(value: Any, prefix: Tuple = ()) -> List[Tuple]:
+    """The path of every node of a JSON document (the root too)."""
+    paths = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += _json_paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += _json_paths(item, prefix + (index,))
+    return paths
+
+
+def _values(outside: str) -> st.SearchStrategy:
+    """Values an attacker or a broken transfer puts in a field."""
+    return st.one_of(
+        st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
+        st.sampled_from([0, -1, 2 ** 31, 2 ** 63, 60000, 1e308, -1e308, float('nan')]),
+        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+        st.sampled_from(['..', '../..', '../../outside', '/etc/passwd', outside,
+                         outside + '/victim.txt', '../../outside/evil.py', 'this', 'os.system',
+                         'stages/0123456789abcdef', '0123456789abcdef', 'SGD', 'ResNet',
+                         'mmpretrain.ResNet', 'registry_plugins', 'epoch_1.pth']),
+        st.lists(st.integers(-5, 70000), max_size=3),
+        st.dictionaries(st.sampled_from(['type', '_base_', '_scope_', 'imports', 'a']),
+                        st.sampled_from(['this', 'os.system', '../../outside/evil.py', 1]),
+                        max_size=2))
+
+
+@st.composite
+def mutations(draw, paths: dict, outside: str) -> Tuple[str, list]:
+    """A target file and 1-3 mutations of it."""
+    target = draw(st.sampled_from(TARGETS))
+    if draw(st.integers(0, 5)) == 0:
+        return target, [('file', draw(st.sampled_from(FILE_MUTATIONS)))]
+    changes = []
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(paths[target]))
+        kind = draw(st.sampled_from(['set', 'set', 'delete', 'add']))
+        if kind == 'add':
+            key = draw(st.sampled_from(['_base_', 'custom_imports', '_scope_', 'type',
+                                        'default_scope', 'filename', 'dir', 'checkpoint']))
+            changes.append(('add', path, key, draw(_values(outside))))
+        else:
+            changes.append((kind, path, draw(_values(outside))))
+    return target, changes
+
+
+def _apply(document: Any, change: tuple) -> Any:
+    """The document with one change applied (it may replace the root)."""
+    kind, path = change[0], change[1]
+    if not path and kind != 'add':
+        return None if kind == 'delete' else change[2]
+    parent = document
+    for key in path[:-1] if kind != 'add' else path:
+        try:
+            parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return document  # an earlier change removed the way there
+    if kind == 'add':
+        if isinstance(parent, dict):
+            parent[change[2]] = change[3]
+        return document
+    try:
+        if kind == 'delete':
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = change[2]
+    except (KeyError, IndexError, TypeError):
+        pass
+    return document
+
+
+def _mutate(ctx, target: str, changes: list) -> None:
+    path = _target_file(ctx, target)
+    if target == 'stage.json':
+        (ctx.work / 'kt_manifest.json').unlink()  # so that kt rebuilds it from the stage dirs
+    if changes[0][0] == 'file':
+        _replace_file(ctx, path, changes[0][1])
+        return
+
+    def change(data):
+        for one in changes:
+            data = _apply(data, one)
+        return data
+
+    if target.startswith('kt.json'):
+        edit = edit_onnx_metadata if 'onnx' in target else edit_torchscript_metadata
+        edit(path, change)
+    else:
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _replace_file(ctx, path: Path, how: str) -> None:
+    content = path.read_bytes()
+    path.unlink()
+    if how == 'link to a file outside':
+        path.symlink_to(ctx.outside / 'victim.txt')
+    elif how == 'link to /dev/zero':
+        path.symlink_to('/dev/zero')
+    elif how == 'FIFO':
+        os.mkfifo(path)
+    elif how == 'folder':
+        path.mkdir()
+    else:
+        path.write_bytes(b'' if how == 'empty' else content[:len(content) // 2])
+
+
+def _commands(ctx, target: str) -> List[list]:
+    """The commands that read the mutated file."""
+    if target.startswith('kt.json'):
+        return [['predict', ctx.onnx if 'onnx' in target else ctx.torchscript, ctx.image]]
+    if target == 'config.json':
+        return [['predict', ctx.work, ctx.image], ['ensemble', ctx.work]]
+    return [['status', ctx.work], ['ensemble', ctx.work]]
+
+
+def test_fuzzed_work_dirs_and_exports_end_in_one_line(template, fuzz_kt, tmp_path_factory,
+                                                     trained_work_dir, demo_root, exported):
+    pristine, paths = template
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(mutations(paths, str(pristine.outside)))
+    def example(mutation):
+        target, changes = mutation
+        base = tmp_path_factory.mktemp('fuzz')
+        ctx = received(base, trained_work_dir, demo_root, exported)
+        before = snapshot(ctx.outside)
+        _mutate(ctx, target, changes)
+        for command in _commands(ctx, target):
+            result = fuzz_kt.run(*command)
+            output = result.stdout + result.stderr
+            where = f'{target} {changes} -> kt {" ".join(map(str, command))}: {output[-2000:]}'
+            assert result.returncode in (0, 2), where
+            assert 'Traceback' not in output, where
+            assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1, where
+            assert ZEN not in output and not ctx.marker.exists(), where
+            assert PAYLOAD_MARKER not in output, where
+            assert snapshot(ctx.outside) == before, where
+        shutil.rmtree(base, ignore_errors=True)
+
+    example()
