@@ -74,6 +74,16 @@ class Received:
         """Stage k's directory (1-based)."""
         return self.work / 'stages' / self.chain[k - 1]
 
+    def planned_digest(self, n: int) -> str:
+        """The digest stage ``n`` of the sequence will have (planned from the settings the
+        records keep, as ``kt train`` with :meth:`train_args` plans it)."""
+        from ktcli.stages.manifest import Manifest
+        from ktcli.stages.sequence import SequenceTrainer
+        from ktcli.stages.stage_config import TrainSettings
+        manifest = Manifest(self.work)
+        settings = TrainSettings.from_record(manifest.stage(manifest.chain[0])['settings'])
+        return SequenceTrainer(self.work, settings, scheduler=None).plan(n)[-1].digest
+
     def train_args(self, n: int, *extra: str) -> list:
         """``kt train`` with the settings the work dir was trained with."""
         return ['train', '--dataset', 'demo', '--data-root', self.demo_root, '--backbone',
@@ -342,6 +352,16 @@ def _real_figures(ctx: Received) -> None:
     assert figures['stages'][0]['top1'] < 100
 
 
+def _next_stage_elsewhere(ctx: Received) -> list:
+    (ctx.work / 'stages' / ctx.planned_digest(3)).symlink_to(ctx.outside)
+    return ctx.train_args(3)
+
+
+def _exports_elsewhere(ctx: Received) -> list:
+    (ctx.work / 'exports').symlink_to(ctx.outside)
+    return ['export', ctx.work, '--format', 'torchscript']
+
+
 def _stages_elsewhere(ctx: Received) -> list:
     moved = ctx.scratch / 'stages_elsewhere'
     shutil.move(str(ctx.work / 'stages'), str(moved))
@@ -471,6 +491,10 @@ ATTACK_CASES = [
                   lambda ctx: ['ensemble', ctx.work]), 'is a symbolic link'),
     Case("forged cached test outputs (100% for stage 1)", _forged_test_outputs, '', code=0,
          after=_real_figures),
+    Case("the next stage's folder a link out of the work dir (kt train --n 3)",
+         _next_stage_elsewhere, 'is a symbolic link'),
+    Case('the exports folder a link out of the work dir (kt export)', _exports_elsewhere,
+         'exports is a symbolic link'),
     Case('the stages folder a link out of the work dir',
          lambda ctx: _stages_elsewhere(ctx), 'stages is a symbolic link'),
 ]

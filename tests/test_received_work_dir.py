@@ -164,15 +164,10 @@ def test_an_unwritable_work_dir_is_one_line(demo_root):
     assert 'pass a --work-dir you can write to' in line
 
 
-def next_stage_digest(work_dir: Path, n: int) -> str:
-    """The digest stage ``n`` of the work dir's sequence will have (planned from the settings
-    its records keep, as `kt train` with the fixture's options plans it)."""
-    from ktcli.stages.manifest import Manifest
-    from ktcli.stages.sequence import SequenceTrainer
-    from ktcli.stages.stage_config import TrainSettings
-    manifest = Manifest(work_dir)
-    settings = TrainSettings.from_record(manifest.stage(manifest.chain[0])['settings'])
-    return SequenceTrainer(work_dir, settings, scheduler=None).plan(n)[-1].digest
+def received_copy_digest(work_dir: Path, n: int) -> str:
+    """The digest stage ``n`` of a copy's sequence will have."""
+    from .received_cases import Received
+    return Received(work_dir, Path(), Path(), {}, Path(), Path()).planned_digest(n)
 
 
 def set_status(work_dir: Path, digest: str, status: str) -> None:
@@ -205,7 +200,7 @@ def test_a_checkpoint_planted_for_the_next_stage_is_neither_resumed_nor_adopted(
         tmp_path, trained_work_dir, demo_root):
     work_dir = received_copy(trained_work_dir, tmp_path / 'work')
     stages = work_dir / 'stages'
-    planted = stages / next_stage_digest(work_dir, 3) / 'epoch_1.pth'
+    planted = stages / received_copy_digest(work_dir, 3) / 'epoch_1.pth'
     planted.parent.mkdir()
     shutil.copy(next(stages.glob('*/epoch_1.pth')), planted)
     line = one_error_line(kt(*train_args(work_dir, demo_root, 3)))
@@ -222,7 +217,7 @@ def test_a_checkpoint_link_planted_for_the_next_stage_is_not_written_through(
     work_dir = received_copy(trained_work_dir, tmp_path / 'work')
     victim = tmp_path / 'victim.bin'
     victim.write_bytes(b'victim')
-    link = work_dir / 'stages' / next_stage_digest(work_dir, 3) / 'epoch_1.pth'
+    link = work_dir / 'stages' / received_copy_digest(work_dir, 3) / 'epoch_1.pth'
     link.parent.mkdir()
     link.symlink_to(victim)
     line = one_error_line(kt(*train_args(work_dir, demo_root, 3)))

@@ -86,6 +86,7 @@ def export(
         from ..stages.work_dir import parse_models
 
         from ..devices import checked_device
+        from ..reading import no_links_below
         precision = precision_of(dtype.value, calibration_images, min_agreement,
                                  top1_tolerance)
         device = checked_device(device)
@@ -93,6 +94,10 @@ def export(
                                           with_attention, include_preprocessing, device)
         path = out or default_output(work_dir, ensemble.indices, model_format.value,
                                      dtype.value)
+        if out is None:
+            # WORK_DIR/exports must be a folder of the work dir (a link at the file itself is
+            # replaced, not followed).
+            no_links_below(work_dir, path.parent.name)
         with console.status(f'exporting {members_label(ensemble.indices)} to '
                             f'{escape(str(path))}'):
             result = export_ensemble(ensemble, model_format.value, path, batch_size, precision)

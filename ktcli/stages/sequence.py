@@ -13,7 +13,7 @@ from ..reports.test_outputs import cached_test_outputs
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
-from .stage_files import CONFIG_DATA, write_stage_config
+from .stage_files import CONFIG_DATA, check_config, write_stage_config
 from .work_dir import DISTILLED, STUDENT_INDEX
 
 
@@ -37,12 +37,14 @@ def check_overrides(cfg, overrides) -> None:
     from mmpretrain.registry import DATASETS
 
     from registry_plugins import build_model_from_config
+    options = ' '.join(f'{key}={value}' for key, value in overrides)
+    # Checked before anything is built: building imports the scopes a config names.
+    check_config(cfg, f'the config with --cfg-options {options}')
     try:
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
         build_model_from_config(cfg)
         DATASETS.build(cfg.train_dataloader.dataset)
     except Exception as error:  # any failure to build means a bad override
-        options = ' '.join(f'{key}={value}' for key, value in overrides)
         raise UserError(f'--cfg-options {options} break the config: '
                         f'{type(error).__name__}: {first_line(error)}') from None
 

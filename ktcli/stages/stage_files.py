@@ -23,7 +23,7 @@ from typing import Any, FrozenSet, Iterator, Optional, Set, Tuple
 from mmengine.config import Config
 
 from ..errors import UserError
-from ..reading import MAX_IMAGE_SIDE, UnsafeFileError, read_json, shown
+from ..reading import MAX_IMAGE_SIDE, UnsafeFileError, no_links_below, read_json, shown
 from ..writing import write_atomically
 from .records import RecordError, check_record
 
@@ -48,6 +48,8 @@ def write_stage_config(cfg: Config, stage_dir: Path) -> Path:
         Path: The ``config.json`` written.
     """
     check_config(cfg, f'the config of {stage_dir.name}')
+    # WORK_DIR/stages/<digest>: a link there (or at stages) would take the files elsewhere.
+    no_links_below(stage_dir.parent.parent, f'{stage_dir.parent.name}/{stage_dir.name}')
     stage_dir.mkdir(parents=True, exist_ok=True)
     data = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     write_atomically(stage_dir / CONFIG_DATA, data)

@@ -1,0 +1,87 @@
+"""Run every received-work-dir and export case of issue 16 and print the outcome table.
+
+    python tools/received_sweep.py [--base DIR] [--markdown]
+
+Trains a 2-stage tiny work dir on the tiny demo data (as the test suite's fixtures do),
+exports a 3-member ensemble to ONNX and TorchScript, then runs each case of
+``tests/received_cases.py`` (the definitions the tests use) on a fresh tampered copy, in a
+process of its own, and prints the command, its exit code and its stderr line, with FAIL
+where the outcome is not the expected one (exit code, the phrase of the line, a traceback,
+a second line, or anything outside the work dir read, written or run).
+"""
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.kt_processes import KtServer  # noqa: E402
+from tests.received_cases import CASES, received, snapshot  # noqa: E402
+from tests.test_export import exported_files, three_member_work_dir  # noqa: E402
+from tests.test_received_cases import check_outcome  # noqa: E402
+
+TINY = ['--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8']
+
+
+def trained(base: Path) -> tuple:
+    """The demo data, the trained 2-stage work dir and the exported ensembles under ``base``."""
+    from ktcli.data.demo import make_demo_dataset
+    demo_root = base / 'kt_demo'
+    if not demo_root.exists():
+        make_demo_dataset(demo_root, seed=0, img_size=40, train_per_class=3, test_per_class=2)
+    work_dir = base / 'trained' / 'work'
+    if not (work_dir / 'results.json').exists():
+        subprocess.run([sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo',
+                        '--data-root', str(demo_root), *TINY, '--work-dir', str(work_dir),
+                        '--n', '2'], cwd=REPO, check=True, capture_output=True)
+    exports = exported_files(three_member_work_dir(base, demo_root))
+    return demo_root, work_dir, exports
+
+
+def shown(args: list, base: Path) -> str:
+    """The command as a user would type it, with the sweep's folder as ``$B``."""
+    return 'kt ' + ' '.join(str(arg).replace(str(base), '$B') for arg in args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--base', type=Path, help='where to train and tamper (default: a '
+                        'temporary folder; reused when given)')
+    parser.add_argument('--markdown', action='store_true', help='print a Markdown table')
+    args = parser.parse_args()
+    base = (args.base or Path(tempfile.mkdtemp(prefix='kt_sweep_'))).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    demo_root, work_dir, exports = trained(base)
+    failures = 0
+    rows = []
+    with KtServer() as kt:
+        for number, case in enumerate(CASES, start=1):
+            ctx = received(base / 'cases' / str(number), work_dir, demo_root, exports)
+            before = snapshot(ctx.outside)
+            command = case.prepare(ctx)
+            result = kt.run(*command)
+            try:
+                line = check_outcome(case, result, ctx, before)
+                verdict = 'ok'
+            except AssertionError as error:
+                failures += 1
+                lines = [text for text in result.stderr.splitlines() if text.strip()]
+                line, verdict = (lines[-1] if lines else ''), f'FAIL {str(error)[:200]}'
+            rows.append((case.name, shown(command, base), result.returncode,
+                         line.replace(str(base), '$B'), verdict))
+    for number, (name, command, code, line, verdict) in enumerate(rows, start=1):
+        if args.markdown:
+            print(f'| {number} | {name} | `{command}` | {code} | {line.replace("|", "/")} | '
+                  f'{verdict} |')
+        else:
+            line = line or '(no stderr)'
+            print(f'{number:2d}. {name}\n    $ {command}\n    exit {code}: {line}  [{verdict}]')
+    print(f'{len(rows) - failures}/{len(rows)} cases as expected ($B = {base})')
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == '__main__':
+    main()
