@@ -78,12 +78,8 @@ def read_capped(path: Union[str, Path], limit: int = JSON_LIMIT) -> bytes:
 
 
 def read_json(path: Union[str, Path], limit: int = JSON_LIMIT) -> Any:
-    """The JSON value in the regular file ``path`` (at most ``limit`` bytes).
-
-    Raises:
-        FileNotFoundError: No such file.
-        UnsafeFileError: Not a regular file, too large, or not JSON.
-    """
+    """The JSON value in the regular file ``path``, read as :func:`read_capped` reads it;
+    a file that is not JSON (or holds NaN or Infinity) is an :class:`UnsafeFileError` too."""
     content = read_capped(path, limit)
     try:
         return strict_json(content.decode('utf-8'))

@@ -7,6 +7,7 @@ is not kept), centre-cropped like mmcv's ``CenterCrop``, converted to RGB when t
 does (``to_rgb``) and normalised with its mean/std unless the model does that itself.
 """
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Tuple
@@ -137,6 +138,7 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         UserError: No such model, or a file ``kt export`` did not write.
     """
     from ..deployment.export_verifier import FORMATS, ExportedModel, torch_runner
+    from ..reading import open_regular
     from ..writing import available_cpus
 
     threads = threads or available_cpus()
@@ -158,6 +160,8 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
     if models or fusion:
         raise UserError('--models and --fusion apply to work dirs; an exported file has its '
                         'stages and fusion fixed (see `kt export --models --fusion`)')
+    # A received file is run only as the regular file it is (no link elsewhere, FIFO, device).
+    os.close(open_regular(model))
     try:
         exported = ExportedModel(model, device, threads)
     except UserError:
