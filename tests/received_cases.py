@@ -463,8 +463,9 @@ ONE_LINE_CASES = [
 # or a training run: tests/test_received_work_dir.py).
 ATTACK_CASES = [
     Case('record dir "../../outside/by/kt" (kt train, all reused)',
-         _manifest(_each_record(lambda record: record.__setitem__('dir', '../../outside/by/kt')),
-                   'status'), "dir must be 'stages/", code=0, after=_nothing_outside_created),
+         lambda ctx: _manifest(_each_record(lambda record: record.__setitem__(
+             'dir', '../../outside/by/kt')), 'status')(ctx) and ctx.train_args(2),
+         "dir must be 'stages/", code=0, after=_nothing_outside_created),
     Case('record dir absolute',
          lambda ctx: _manifest(_each_record(lambda record: record.__setitem__(
              'dir', str(ctx.outside / 'by'))), 'status')(ctx), "dir must be 'stages/", code=0,
