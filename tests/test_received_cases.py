@@ -4,7 +4,8 @@ nothing outside the work dir read, written or run."""
 import pytest
 
 from .kt_processes import KtServer
-from .received_cases import CASES, PAYLOAD_MARKER, ZEN, received, snapshot
+from .received_cases import CASES
+from .received_copies import PAYLOAD_MARKER, ZEN, received, snapshot
 
 
 @pytest.fixture(scope='module')

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .kt_processes import KtServer
-from .received_cases import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata, edit_torchscript_metadata,
-                             received, snapshot)
+from .received_copies import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata,
+                              edit_torchscript_metadata, received, snapshot)
 
 EXAMPLES = 30
 TARGETS = ('manifest', 'stage.json', 'config.json', 'kt.json (onnx)', 'kt.json (torchscript)')

@@ -166,7 +166,7 @@ def test_an_unwritable_work_dir_is_one_line(demo_root):
 
 def received_copy_digest(work_dir: Path, n: int) -> str:
     """The digest stage ``n`` of a copy's sequence will have."""
-    from .received_cases import Received
+    from .received_copies import Received
     return Received(work_dir, Path(), Path(), {}, Path(), Path()).planned_digest(n)
 
 

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.kt_processes import KtServer  # noqa: E402
-from tests.received_cases import CASES, received, snapshot  # noqa: E402
+from tests.received_cases import CASES  # noqa: E402
+from tests.received_copies import received, snapshot  # noqa: E402
 from tests.test_export import exported_files, three_member_work_dir  # noqa: E402
 from tests.test_received_cases import check_outcome  # noqa: E402
 
