@@ -23,7 +23,7 @@ from .kt_processes import KtServer
 from .received_copies import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata,
                               edit_torchscript_metadata, received, snapshot)
 
-EXAMPLES = 30
+EXAMPLES = 20
 TARGETS = ('manifest', 'stage.json', 'config.json', 'kt.json (onnx)', 'kt.json (torchscript)')
 FILE_MUTATIONS = ('link to a file outside', 'link to /dev/zero', 'FIFO', 'empty', 'truncated',
                   'folder')
