@@ -5,8 +5,8 @@ trains it (its training process, or the kt that claimed it and has not started t
 yet), when its directory holds a symbolic link or anything but folders and regular files
 (mmengine writes its checkpoints, ``last_checkpoint`` and logs there with plain ``open()``,
 which would follow a link out of the work dir), and when it holds checkpoints although no
-kt run of it is recorded (a received work dir's planted ``epoch_N.pth`` would otherwise be
-resumed, or adopted as trained). Otherwise it is recorded as running, with this process as
+kt run of it is recorded, i.e. its record has no status (a received work dir's planted
+``epoch_N.pth`` would otherwise be resumed, or adopted as trained). Otherwise it is recorded as running, with this process as
 its owner, in the same step.
 """
 import os
@@ -20,8 +20,6 @@ from ..reading import UnsafeFileError, no_links_below
 from .manifest import Manifest
 from .planned_stage import PlannedStage
 
-# Statuses of a stage that a kt run has started (a queued Slurm job has not).
-STARTED = ('running', 'interrupted', 'failed', 'done', 'cancelled')
 # What mmengine leaves in a stage directory that a resume would take up.
 RESUMABLE = ('epoch_*.pth', 'last_checkpoint')
 
@@ -106,7 +104,9 @@ def claim_stage(manifest: Manifest, stage: PlannedStage, **fields) -> dict:
     """
     def check(record: Optional[dict]) -> None:
         refuse_if_live(stage, record)
-        check_stage_dir(manifest.work_dir, stage, (record or {}).get('status') in STARTED)
+        # A status is what kt records once it queues or starts a stage (a received
+        # stage directory that no record names, like a planted next stage, has none).
+        check_stage_dir(manifest.work_dir, stage, bool((record or {}).get('status')))
 
     return manifest.update(stage.digest, check=check, **fields, status='running',
                            owner=this_process())
