@@ -6,8 +6,8 @@ yet), when its directory holds a symbolic link or anything but folders and regul
 (mmengine writes its checkpoints, ``last_checkpoint`` and logs there with plain ``open()``,
 which would follow a link out of the work dir), and when it holds checkpoints although no
 kt run of it is recorded, i.e. its record has no status (a received work dir's planted
-``epoch_N.pth`` would otherwise be resumed, or adopted as trained). Otherwise it is recorded as running, with this process as
-its owner, in the same step.
+``epoch_N.pth`` would otherwise be resumed, or adopted as trained). Otherwise it is
+recorded as running, with this process as its owner, in the same step.
 """
 import os
 import socket
