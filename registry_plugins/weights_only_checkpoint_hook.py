@@ -1,4 +1,6 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)``, resume included."""
+"""Checkpoints that load with ``torch.load(weights_only=True)``, resume included, and name
+no folder of the machine that wrote them."""
+import os
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,13 @@ def _history_buffer(value: dict) -> HistoryBuffer:
     return HistoryBuffer(value['logs'].tolist(), value['counts'].tolist(), value['max_length'])
 
 
+def _relative(value: Any, work_dir: str) -> Any:
+    """A path inside ``work_dir`` made relative to it; any other value as it is."""
+    if isinstance(value, str) and value.startswith(os.path.join(work_dir, '')):
+        return os.path.relpath(value, work_dir)
+    return value
+
+
 @HOOKS.register_module()
 class WeightsOnlyCheckpointHook(Hook):
     """Write checkpoints with tensors and plain Python values only.
@@ -44,6 +53,11 @@ class WeightsOnlyCheckpointHook(Hook):
     turns those objects into tensors and plain values, and after one is
     loaded for resuming it rebuilds the HistoryBuffers, so logging continues
     as if the run had never stopped.
+
+    mmengine also records the absolute path of the newest checkpoint, in the
+    checkpoint's message hub (``last_ckpt``) and in the work dir's
+    ``last_checkpoint`` file. Work dirs travel, so this hook keeps those
+    paths relative to the work dir (kt reads only the file's name).
     """
 
     priority = 'VERY_LOW'
@@ -53,6 +67,20 @@ class WeightsOnlyCheckpointHook(Hook):
         for key in ('message_hub', 'meta'):
             if key in checkpoint:
                 checkpoint[key] = _plain(checkpoint[key])
+        info = checkpoint.get('message_hub', {}).get('runtime_info', {})
+        for name, value in info.items():
+            info[name] = _relative(value, runner.work_dir)
+
+    def after_train_epoch(self, runner) -> None:
+        """Keep mmengine's ``last_checkpoint`` record (just written by the CheckpointHook,
+        which runs before this hook) relative to the work dir."""
+        record = os.path.join(runner.work_dir, 'last_checkpoint')
+        if runner.rank == 0 and os.path.isfile(record):
+            with open(record) as file:
+                path = file.read().strip()
+            if _relative(path, runner.work_dir) != path:
+                with open(record, 'w') as file:
+                    file.write(_relative(path, runner.work_dir))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Rebuild the message hub's HistoryBuffers."""

@@ -14,12 +14,20 @@ from ..writing import write_atomically
 if TYPE_CHECKING:
     from mmengine.config import Config
 
+    from ..stages.stage_data import StageData
+
 OUTPUTS_NAME = 'test_outputs.pt'
 
 
 def split_digest(cfg: 'Config') -> str:
-    """A digest of a config's test dataset (type, root, split, pipeline)."""
+    """A digest of a config's test dataset: type, split, pipeline and the test split's
+    fingerprint (the folder, for a config of an older kt that records none)."""
+    from ..stages.portable_config import recorded_fingerprint
     dataset = cfg.test_dataloader.dataset.to_dict()
+    fingerprint = recorded_fingerprint(cfg)
+    if fingerprint is not None:
+        dataset.pop('data_root', None)
+        dataset['fingerprint'] = fingerprint.test
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -65,14 +73,15 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
 
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
                         checkpoint: Union[str, Path], device: str = 'cpu',
-                        batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                        batch_size: Optional[int] = None,
+                        data: Optional['StageData'] = None) -> Dict[str, torch.Tensor]:
     """:func:`compute_test_outputs`, cached in the stage directory.
 
     The cache is keyed by the stage digest and the test split
-    (:func:`split_digest`), so any later report reuses it without another
-    forward pass, and a changed test split is recomputed. A cache that
-    cannot be read (truncated, not weights-only) is recomputed; one that
-    cannot be written is skipped.
+    (:func:`split_digest`: its fingerprint, not its folder), so any later
+    report reuses it without another forward pass or the data, and a changed
+    test split is recomputed. A cache that cannot be read (truncated, not
+    weights-only) is recomputed; one that cannot be written is skipped.
 
     Args:
         stage_dir (Path): The stage directory, where the cache lives.
@@ -82,7 +91,10 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         device (str): Where to run. Defaults to ``'cpu'``.
         batch_size (int, optional): Overrides the config's test batch size.
             Defaults to None.
+        data (StageData, optional): Where the test split is found when the
+            outputs are computed. Defaults to None (``--data-root`` not given).
     """
+    from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
@@ -91,7 +103,8 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         cached = torch.load(path, weights_only=True)
         if cached.get('key') == key:
             return cached['outputs']
-    outputs = compute_test_outputs(cfg, checkpoint, device, batch_size)
+    outputs = compute_test_outputs((data or StageData()).config(cfg), checkpoint, device,
+                                   batch_size)
     buffer = io.BytesIO()
     torch.save(dict(key=key, outputs=outputs), buffer)
     with contextlib.suppress(UserError):

@@ -66,6 +66,13 @@ class Manifest:
             yield
             self._save()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Change ``stages``, ``chain`` and ``results`` in place under the work dir's lock:
+        reread on entry, written once on exit."""
+        with self._exclusive():
+            yield
+
     def _load(self) -> Optional[str]:
         """Read the manifest; say what is wrong with it, if anything."""
         if not self.path.is_file():
