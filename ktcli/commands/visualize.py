@@ -8,6 +8,7 @@ from rich.console import Console
 
 from ..errors import UserError, exit_on_user_error
 from ..stages.work_dir import parse_models, trained_stages
+from .training_options import STAGE_DATA_ROOT
 
 CELL = 192
 TITLE = 28
@@ -23,6 +24,7 @@ def visualize(
     seed: int = typer.Option(0, help='Seed for picking test images.'),
     models: Optional[str] = typer.Option(
         None, help='Stages to show, e.g. 1,2 (default: all finished ones).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """One row per image: the image as the models see it (the test pipeline's crop), then
     each stage's normalised attention map (SpatialAttention, upsampled) overlaid as a heat
@@ -30,15 +32,17 @@ def visualize(
     console = Console()
     with exit_on_user_error():
         stages = trained_stages(work_dir, parse_models(models))
-        grid = attention_grid(stages, images, count, seed)
+        grid = attention_grid(stages, images, count, seed, data_root)
         out.parent.mkdir(parents=True, exist_ok=True)
         grid.save(out)
         console.print(f'wrote {out}: {grid.height // (CELL + TITLE)} images x '
                       f'{len(stages)} stages')
 
 
-def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed: int):
-    """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images."""
+def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed: int,
+                   data_root: Optional[Path] = None):
+    """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images (of
+    their data, in ``data_root`` or a folder found to hold it)."""
     import numpy as np
     import torch
     from mmengine.dataset import Compose
@@ -49,10 +53,11 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     from registry_plugins import load_trained_model
 
     from ..reports.attention_overlay import overlay_attention
+    from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
 
     configs = [read_stage_config(stage.config) for stage in stages]
-    cfg = configs[0]
+    cfg = StageData(data_root).config(configs[0])
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     classes = dataset.metainfo['classes']
