@@ -43,6 +43,15 @@ def dry_run(work_dir: Path, data_root: Path) -> str:
     return ' '.join(kt(*train_args(work_dir, data_root, 2), '--dry-run').split())
 
 
+def planned(output: str) -> list:
+    """The (digest, verdict) of each stage a dry run lists."""
+    return re.findall(r'stage \d/2 ([0-9a-f]{16}): (reused|to train)', output)
+
+
+def chain(work_dir: Path) -> list:
+    return json.loads((work_dir / 'kt_manifest.json').read_text())['chain']
+
+
 def copy_of(trained_work_dir: Path, demo_root: Path, folder: Path) -> tuple:
     """The work dir (without its cached test outputs) and the data, each copied into
     ``folder``, under other names."""
@@ -67,7 +76,9 @@ def replace_image(data_root: Path, split: str) -> None:
 def test_the_same_data_in_other_folders_reuses_every_stage_and_scores_there(
         tmp_path, trained_work_dir, demo_root):
     work_dir, data_root = copy_of(trained_work_dir, demo_root, tmp_path)
-    assert '2 distinct stages: 2 reused, 0 to train' in dry_run(work_dir, data_root)
+    output = dry_run(work_dir, data_root)
+    assert '2 distinct stages: 2 reused, 0 to train' in output
+    assert planned(output) == [(digest, 'reused') for digest in chain(trained_work_dir)]
     reference = tmp_path / 'reference.json'
     kt('ensemble', trained_work_dir, '--json', reference)
     # Without --data-root, kt finds a folder where it has seen that data (the dry run's).
@@ -87,7 +98,10 @@ def test_a_replaced_training_image_plans_new_stages_and_other_data_is_one_line(
     # The weights do not depend on the test split: the stages are reused, and re-scored.
     assert '2 reused, 0 to train' in dry_run(work_dir, data_root)
     replace_image(data_root, 'train')
-    assert '2 distinct stages: 0 reused, 2 to train' in dry_run(work_dir, data_root)
+    output = dry_run(work_dir, data_root)
+    assert '2 distinct stages: 0 reused, 2 to train' in output
+    new = [digest for digest, verdict in planned(output) if verdict == 'to train']
+    assert len(new) == 2 and not set(new) & set(chain(trained_work_dir))
     line = kt_error('ensemble', work_dir, '--data-root', data_root)
     assert line.startswith(f'error: --data-root {data_root} holds other data than the data '
                            'the stages were trained on (kt demo (synthetic), 100 images, '
@@ -172,6 +186,13 @@ def test_a_work_dir_of_the_previous_version_is_reused_and_upgraded_once(
     assert sorted(path.name for path in (work_dir / 'stages').iterdir()) == sorted(
         legacy.values())
     assert str(demo_root) in (work_dir / 'stage_1' / 'config.json').read_text()
+
+    # The same data in another folder: the old digests cannot be checked against it.
+    moved_data = shutil.copytree(demo_root, tmp_path / 'moved data')
+    output = dry_run(work_dir, moved_data)
+    assert '2 distinct stages: 0 reused, 2 to train' in output
+    assert (f'stages recorded by an older kt were trained from {demo_root}: rerun once with '
+            'that --data-root to reuse them (kt then upgrades their records)') in output
 
     output = dry_run(work_dir, demo_root)
     assert '2 distinct stages: 2 reused, 0 to train' in output

@@ -52,16 +52,17 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
 
     from registry_plugins import load_trained_model
 
+    from ..deployment.ensemble_module import class_names_of
     from ..reports.attention_overlay import overlay_attention
     from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
 
     configs = [read_stage_config(stage.config) for stage in stages]
-    cfg = StageData(data_root).config(configs[0])
+    # Images of one's own need the data only for the class names of an ImageFolder tree.
+    cfg = StageData(data_root).config(configs[0], required=not images)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    classes = dataset.metainfo['classes']
     if not images:
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
         picked = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
         images = [Path(dataset.get_data_info(i)['img_path']) for i in picked]
     for image in images:
@@ -70,6 +71,7 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     members = [load_trained_model(config, stage.checkpoint, logger='silent')
                for config, stage in zip(configs, stages)]
+    classes = class_names_of(cfg, members[0].head.num_classes)
 
     grid = Image.new('RGB', ((len(members) + 1) * CELL, len(images) * (CELL + TITLE)), 'white')
     draw = ImageDraw.Draw(grid)

@@ -48,6 +48,8 @@ class LegacyStages:
     Attributes:
         done (set[str]): The new digests whose legacy stage is done: reused
             once upgraded.
+        elsewhere (list[str]): The data folders other finished stages of an
+            older kt name (they can be upgraded by a run on that folder).
     """
 
     def __init__(self, manifest: Manifest, stages: Sequence[PlannedStage], processes: int) -> None:
@@ -70,14 +72,26 @@ class LegacyStages:
                 self._moves[stage.digest] = (old, stage, runtime)
         self.done: Set[str] = {new for new, (old, _, _) in self._moves.items()
                                if manifest.is_done(old)}
+        # Folders that other stages of an older kt were trained from (named, never read).
+        here = {stage.inputs.data_root for stage in stages}
+        moved = {old for old, _, _ in self._moves.values()}
+        self.elsewhere = sorted({
+            str(record['settings']['data_root']) for digest, record in manifest.stages.items()
+            if digest not in moved and manifest.is_done(digest)
+            and record.get('settings', {}).get('data_root') not in here | {None}})
 
     def upgrade(self, console: Console, dry_run: bool = False) -> None:
-        """Move every such stage to its new digest (a dry run only says how many there are).
+        """Move every such stage to its new digest (a dry run only says how many there are),
+        and name the data folders of the older stages that do not match.
 
         Args:
             console (Console): Where to say it, in one line.
             dry_run (bool): Change nothing. Defaults to False.
         """
+        if self.elsewhere:
+            console.print(f'stages recorded by an older kt were trained from '
+                          f'{", ".join(self.elsewhere)}: rerun once with that --data-root to '
+                          'reuse them (kt then upgrades their records)')
         if not self._moves:
             return
         count = f'{len(self._moves)} stage{"s" if len(self._moves) > 1 else ""}'

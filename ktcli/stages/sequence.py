@@ -14,6 +14,7 @@ from .legacy_stages import LegacyStages
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
 from .portable_config import portable_config, runtime_config
+from .scheduler import unique_stages
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_data import StageData
 from .stage_files import CONFIG_DATA, write_stage_config
@@ -65,7 +66,7 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
     Args:
         sequences (list[tuple]): ``(trainer, n, independent)`` per sequence.
         console (Console): Where to print.
-        dry_run (bool): Only say how many stages are reused and to train.
+        dry_run (bool): Only say which stages are reused and which to train.
             Defaults to False.
 
     Returns:
@@ -84,6 +85,10 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
                   f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
                   f'{first.work_dir}')
     legacy.upgrade(console, dry_run)
+    if dry_run:
+        for stage in unique_stages(stages):
+            console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
+                          + ('to train' if stage.digest in to_train else 'reused'))
     if first.settings.cfg_options:
         check_overrides(runtime_config(stages[-1].cfg, stages[-1].inputs),
                         first.settings.cfg_options)
@@ -124,7 +129,7 @@ class SequenceTrainer:
         self.name = name
         self.console = console or Console()
         self.manifest = Manifest(self.work_dir)
-        self.data = StageData.at(Path(settings.data_root), settings.data_fingerprint)
+        self.data = StageData.at(settings.data_root, settings.data_fingerprint)
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
     def plan(self, n: int, independent: bool = False) -> List[PlannedStage]:

@@ -30,10 +30,10 @@ class StageData:
         self._roots: Dict[str, Path] = {}
 
     @classmethod
-    def at(cls, root: Path, fingerprint: Optional[DataFingerprint]) -> 'StageData':
+    def at(cls, root: Optional[Path], fingerprint: Optional[DataFingerprint]) -> 'StageData':
         """The data of a command that has just checked ``root`` and fingerprinted it."""
-        data = cls(Path(root))
-        if fingerprint is not None:
+        data = cls(Path(root) if root else None)
+        if root and fingerprint is not None:
             data._roots[fingerprint.id] = Path(root)
         return data
 
