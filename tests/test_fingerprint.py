@@ -76,6 +76,7 @@ def test_a_fingerprint_is_hashed_once_per_version_of_the_files(tmp_path, demo_ro
 
 def test_the_data_is_found_where_kt_has_seen_it_and_other_data_is_refused(
         tmp_path, demo_root, monkeypatch):
+    monkeypatch.setenv('KT_CACHE_DIR', str(tmp_path / 'cache'))  # this test's index alone
     recorded = dataset_fingerprint('demo', demo_root)
     copy = shutil.copytree(demo_root, tmp_path / 'moved' / 'birds')
     remember_folder(recorded, copy)
