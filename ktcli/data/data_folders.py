@@ -30,9 +30,10 @@ def _index_file() -> Optional[Path]:
 
 
 def _index() -> Dict[str, List[str]]:
+    """Folders by fingerprint id (empty when there is no readable index)."""
     file = _index_file()
-    with suppress(OSError, ValueError, AttributeError):
-        index = json.loads(file.read_text())
+    with suppress(OSError, ValueError, AttributeError, TypeError):
+        index = json.loads(file.read_text()) if file is not None else {}
         return {key: [str(folder) for folder in folders] for key, folders in index.items()
                 if isinstance(folders, list)}
     return {}

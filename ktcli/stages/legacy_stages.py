@@ -14,7 +14,6 @@ and says once that it upgraded the records.
 import contextlib
 import dataclasses
 import io
-import json
 import os
 from pathlib import Path
 from typing import Dict, Sequence, Set, Tuple
@@ -22,13 +21,14 @@ from typing import Dict, Sequence, Set, Tuple
 from mmengine.config import Config
 from rich.console import Console
 
+from ..errors import UserError
 from ..reports.test_outputs import OUTPUTS_NAME, split_digest
 from ..writing import write_atomically
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
 from .portable_config import FINGERPRINT_KEY, recorded_fingerprint, runtime_config
 from .stage_config import TrainSettings, legacy_stage_digest
-from .stage_files import CONFIG_DATA, write_stage_config, write_stage_record
+from .stage_files import CONFIG_DATA, read_stage_config, write_stage_config, write_stage_record
 
 # Statuses of a stage that some process may be working on: such a stage is not moved.
 _BUSY = ('running', 'queued')
@@ -150,14 +150,16 @@ def _rename_teacher(work_dir: Path, record: dict, old: str, new: str) -> None:
         if key in record:
             record[key] = [new if digest == old else digest for digest in record[key]]
     stage_dir = work_dir / STAGES_DIR / record['digest']
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads((stage_dir / CONFIG_DATA).read_text())
-        for hook in data.get('custom_hooks', []):
+    if not stage_dir.is_dir():
+        return
+    with contextlib.suppress(UserError):
+        cfg = read_stage_config(stage_dir / CONFIG_DATA)
+        for hook in cfg.get('custom_hooks', []):
             for teacher in hook.get('teachers', []):
-                parts = Path(teacher['checkpoint']).parts
+                parts = Path(teacher.checkpoint).parts
                 if parts[:2] == ('..', old):
-                    teacher['checkpoint'] = str(Path('..', new, *parts[2:]))
-        write_stage_config(Config(data), stage_dir)
+                    teacher.checkpoint = str(Path('..', new, *parts[2:]))
+        write_stage_config(cfg, stage_dir)
     write_stage_record(stage_dir, record)
 
 

@@ -61,7 +61,7 @@ def recorded_fingerprint(cfg: Config) -> Optional[DataFingerprint]:
     if record is None:
         return None
     return DataFingerprint.from_record(record.to_dict() if hasattr(record, 'to_dict')
-                                       else dict(record))
+                                       else record)
 
 
 def _loaders(cfg: Config) -> list:
