@@ -1,4 +1,7 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)``, resume included."""
+"""Checkpoints that load with ``torch.load(weights_only=True)``, resume included, and name
+no folder of the machine that wrote them."""
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,13 @@ def _history_buffer(value: dict) -> HistoryBuffer:
     return HistoryBuffer(value['logs'].tolist(), value['counts'].tolist(), value['max_length'])
 
 
+def _relative(value: Any, work_dir: str) -> Any:
+    """A path inside ``work_dir`` made relative to it; any other value as it is."""
+    if isinstance(value, str) and value.startswith(os.path.join(work_dir, '')):
+        return os.path.relpath(value, work_dir)
+    return value
+
+
 @HOOKS.register_module()
 class WeightsOnlyCheckpointHook(Hook):
     """Write checkpoints with tensors and plain Python values only.
@@ -45,8 +55,11 @@ class WeightsOnlyCheckpointHook(Hook):
     ``weights_only=True`` instead: before a checkpoint is saved this hook
     turns those objects into tensors and plain values, and after one is
     loaded for resuming it rebuilds the HistoryBuffers, so logging continues
-    as if the run had never stopped. Nothing it writes is code: the config
-    text mmengine stores (and would execute on resume) is left out.
+    as if the run had never stopped. Nothing it writes is code or a path of
+    this machine: the config text mmengine stores (and would execute on
+    resume) and the checkpoint paths of the message hub are left out, and
+    mmengine's ``last_checkpoint`` record in the work dir is kept relative to
+    it (work dirs travel; kt reads only the file's name).
     """
 
     priority = 'VERY_LOW'
@@ -58,6 +71,19 @@ class WeightsOnlyCheckpointHook(Hook):
             if key in checkpoint:
                 checkpoint[key] = _plain(checkpoint[key])
         without_code(checkpoint)
+
+    def after_train_epoch(self, runner) -> None:
+        """Keep mmengine's ``last_checkpoint`` record (just written by the CheckpointHook,
+        which runs before this hook) relative to the work dir, replacing the file rather
+        than writing through it."""
+        record = os.path.join(runner.work_dir, 'last_checkpoint')
+        if runner.rank == 0 and os.path.isfile(record) and not os.path.islink(record):
+            with open(record) as file:
+                path = file.read().strip()
+            if _relative(path, runner.work_dir) != path:
+                with tempfile.NamedTemporaryFile('w', dir=runner.work_dir, delete=False) as file:
+                    file.write(_relative(path, runner.work_dir))
+                os.replace(file.name, record)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Rebuild the message hub's HistoryBuffers."""

@@ -49,20 +49,24 @@ def test_plain_mmengine_objects_are_refused_too(tmp_path):
 
 def test_checkpoint_hook_writes_plain_data_and_restores_history_buffers(tmp_path):
     """What mmengine puts in a checkpoint (HistoryBuffers, numpy values) round-trips
-    through a weights-only load."""
+    through a weights-only load; the checkpoint's own path is kept relative to the work dir."""
+    from types import SimpleNamespace
+
     import numpy as np
     history = HistoryBuffer()
     for value in (0.5, 0.25, 0.125):
         history.update(value)
     checkpoint = {'meta': {'epoch': 1, 'eta': np.float64(2.5)},
                   'message_hub': {'log_scalars': {'train/loss': history},
-                                  'runtime_info': {'eta': np.float64(3.0)},
+                                  'runtime_info': {'eta': np.float64(3.0),
+                                                   'last_ckpt': str(tmp_path / 'epoch_1.pth')},
                                   'resumed_keys': {'train/loss': True}}}
     hook = WeightsOnlyCheckpointHook()
-    hook.before_save_checkpoint(None, checkpoint)
+    hook.before_save_checkpoint(SimpleNamespace(work_dir=str(tmp_path)), checkpoint)
     torch.save(checkpoint, tmp_path / 'epoch_1.pth')
     loaded = load_checkpoint_file(tmp_path / 'epoch_1.pth')
     assert loaded['meta']['eta'] == 2.5 and loaded['message_hub']['runtime_info']['eta'] == 3.0
+    assert loaded['message_hub']['runtime_info']['last_ckpt'] == 'epoch_1.pth'
     hook.after_load_checkpoint(None, loaded)
     restored = loaded['message_hub']['log_scalars']['train/loss']
     assert isinstance(restored, HistoryBuffer)

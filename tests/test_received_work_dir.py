@@ -112,19 +112,22 @@ def test_a_moved_work_dir_is_reused_and_a_copy_trains_on_from_its_own_stages(
     moved = tmp_path / 'elsewhere' / 'moved'
     moved.parent.mkdir()
     shutil.move(str(copied), str(moved))
+    # Its data travels too, to another folder: the stages know it by its content.
+    data_root = tmp_path / 'data elsewhere' / 'birds'
+    shutil.copytree(demo_root, data_root)
 
-    result = kt(*train_args(moved, demo_root, 2))
+    result = kt(*train_args(moved, data_root, 2))
     assert result.returncode == 0, result.stderr[-2000:]
     assert '2 reused, 0 to train' in result.stdout
 
-    result = kt(*train_args(moved, demo_root, 3))
+    result = kt(*train_args(moved, data_root, 3))
     assert result.returncode == 0, result.stderr[-2000:]
     assert '2 reused, 1 to train' in result.stdout
     log = next((moved / 'stage_3').glob('*/*.log')).read_text()
     teachers = [line for line in log.splitlines() if 'Teacher ' in line]
     assert len(teachers) == 2
     assert all(str(moved / 'stages') in line for line in teachers)
-    assert str(trained_work_dir) not in log
+    assert str(trained_work_dir) not in log and str(data_root) in log
 
 
 def test_a_broken_manifest_is_rebuilt_from_the_stage_directories(tmp_path, trained_work_dir):

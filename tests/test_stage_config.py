@@ -5,11 +5,15 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from ktcli.data.fingerprint import DataFingerprint
 from ktcli.errors import UserError
+from ktcli.reports.test_outputs import split_digest
+from ktcli.stages.portable_config import RunInputs, portable_config, runtime_config
 from ktcli.stages.stage_config import (
     Teacher,
     TrainSettings,
     compose_stage_config,
+    legacy_stage_digest,
     parse_cfg_options,
     stage_digest,
 )
@@ -24,8 +28,10 @@ def settings(**changes) -> TrainSettings:
 
 
 def digest(train_settings: TrainSettings, teachers=()) -> str:
+    """The digest of the stage's portable config, as a sequence gives it."""
     cfg = compose_stage_config(train_settings, list(teachers), WORK, index=len(teachers) + 1)
-    return stage_digest(cfg, [t.digest for t in teachers], train_settings.processes)
+    return stage_digest(portable_config(cfg)[0], [t.digest for t in teachers],
+                        train_settings.processes)
 
 
 TEACHER_CONFIG = Config(dict(model=dict(type='KTClassifier', head=dict(num_classes=200)),
@@ -60,11 +66,71 @@ def test_digest_follows_what_determines_the_weights():
     assert digest(settings(epochs=50)) != base
     assert digest(settings(img_size=224)) != base
     assert digest(settings(batch_size=16)) != base
-    assert digest(settings(data_root='elsewhere')) != base
     assert digest(settings(), [TEACHER]) != base
     # Not by how the batch is split over processes, nor by logging.
     assert digest(settings(processes=2)) == base
     assert digest(settings(cfg_options=(('default_hooks.logger.interval', 1), ))) == base
+
+
+DATA = DataFingerprint('cub', train='0' * 16, test='1' * 16, images=11788)
+
+
+def test_the_digest_covers_the_training_data_by_content_not_by_folder():
+    here = digest(settings(data_root='/data/cub', data_fingerprint=DATA))
+    assert digest(settings(data_root='/elsewhere/CUB', data_fingerprint=DATA)) == here
+    other_train = DataFingerprint('cub', train='2' * 16, test='1' * 16, images=11788)
+    assert digest(settings(data_root='/data/cub', data_fingerprint=other_train)) != here
+    # The test split does not change the weights, only the cached test outputs' key.
+    other_test = DataFingerprint('cub', train='0' * 16, test='3' * 16, images=11788)
+    assert digest(settings(data_root='/data/cub', data_fingerprint=other_test)) == here
+    splits = [split_digest(portable_config(compose_stage_config(
+        settings(data_root=root, data_fingerprint=data), [], WORK))[0])
+        for root, data in (('/data/cub', DATA), ('/elsewhere', DATA), ('/data/cub', other_test))]
+    assert splits[0] == splits[1] != splits[2]
+
+
+def test_the_portable_config_names_no_folder_and_the_runtime_one_puts_them_back(tmp_path):
+    weights = tmp_path / 'weights.pth'
+    torch.save({'conv1.weight': torch.zeros(1)}, weights)
+    cfg = compose_stage_config(settings(data_root='/data/cub', data_fingerprint=DATA,
+                                        pretrained=str(weights)), [], WORK)
+    portable, inputs = portable_config(cfg)
+    assert inputs == RunInputs('/data/cub', str(weights))
+    assert inputs.arguments() == ['--data-root', '/data/cub', '--pretrained', str(weights)]
+    assert 'work_dir' not in portable
+    text = portable.pretty_text
+    assert '/data/cub' not in text and str(tmp_path) not in text and str(WORK) not in text
+    assert portable.test_dataloader.dataset.data_root == 'data/CUB_200_2011'
+    assert portable.model.backbone.init_cfg.checkpoint.startswith('pretrained-file:')
+    runtime = runtime_config(portable, inputs)
+    cfg.pop('work_dir')
+    assert runtime.to_dict() == cfg.to_dict()
+    assert runtime.model.to_dict() == cfg.model.to_dict()
+    assert runtime.train_dataloader.to_dict() == cfg.train_dataloader.to_dict()
+    with pytest.raises(UserError, match='starts from a --pretrained file'):
+        runtime_config(portable, RunInputs('/data/cub'))
+    # The same weights anywhere are the same stage; other weights are another.
+    copy = tmp_path / 'copy.pth'
+    copy.write_bytes(weights.read_bytes())
+    assert digest(settings(data_fingerprint=DATA, pretrained=str(copy))) == digest(
+        settings(data_fingerprint=DATA, pretrained=str(weights)))
+    torch.save({'conv1.weight': torch.ones(1)}, copy)
+    assert digest(settings(data_fingerprint=DATA, pretrained=str(copy))) != digest(
+        settings(data_fingerprint=DATA, pretrained=str(weights)))
+    record = settings(data_fingerprint=DATA, pretrained=str(weights)).to_record()
+    assert 'data_root' not in record and str(tmp_path) not in str(record)
+    assert TrainSettings.from_record(record).data_fingerprint == DATA
+
+
+def test_the_legacy_digest_is_the_one_the_previous_version_gave():
+    # The figures of the main branch before digests covered the data (commit 9781638).
+    old = settings(dataset='demo', data_root='/data/kt_demo', backbone='resnet18_tiny',
+                   epochs=1, batch_size=8, img_size=32, pretrained='none')
+    first = compose_stage_config(old, [], WORK, 1)
+    assert legacy_stage_digest(first, []) == '2734590366e65b7f'
+    teacher = Teacher('2734590366e65b7f', first, Path('..') / '2734590366e65b7f' / 'epoch_1.pth')
+    second = compose_stage_config(old, [teacher], WORK, 2)
+    assert legacy_stage_digest(second, ['2734590366e65b7f']) == 'cd519d190eacc7b9'
 
 
 def test_img_size_scales_the_resize_and_crops():

@@ -52,12 +52,17 @@ def timed(paths: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - start, len(unreadable)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def image_set_arguments(description: str) -> argparse.Namespace:
+    """The command line of a benchmark on a CUB-sized image set: --images, --width, --height."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--images', type=int, default=11788, help='How many JPEGs to write.')
     parser.add_argument('--width', type=int, default=500, help='Image width in pixels.')
     parser.add_argument('--height', type=int, default=375, help='Image height in pixels.')
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = image_set_arguments(__doc__.splitlines()[0])
     with tempfile.TemporaryDirectory(prefix='kt_data_check_') as folder:
         os.environ['KT_CACHE_DIR'] = str(Path(folder) / 'cache')
         start = time.perf_counter()

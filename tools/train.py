@@ -1,11 +1,15 @@
 """Train one model from an mmengine config, like mmpretrain's tools/train.py.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--data-root DIR] [--pretrained FILE]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 
 ``--resume`` without CKPT continues from the newest complete checkpoint in the
 work dir (none: a fresh start). Checkpoints are written and read weights-only
-(see registry_plugins/checkpoint_loading.py).
+(see registry_plugins/checkpoint_loading.py). A stage config of a kt work dir names no
+folder of the machine that wrote it: ``--data-root`` and ``--pretrained`` give its data and
+pretrained file, and the config the run records names neither (see
+ktcli/stages/portable_config.py).
 """
 import argparse
 import sys
@@ -17,6 +21,7 @@ if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli')
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
+from ktcli.stages.portable_config import RunInputs, portable_runner  # noqa: E402
 from ktcli.stages.runner_config import load_config, parse_runner_args, require_gpu  # noqa: E402
 
 
@@ -30,6 +35,9 @@ def parse_args() -> argparse.Namespace:
         help='resume from CKPT, or from the latest checkpoint in the work dir '
         'when no CKPT is given')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
+    parser.add_argument('--data-root', help="the dataset folder (every dataloader's data_root)")
+    parser.add_argument('--pretrained', help='the file a kt stage config names as '
+                        'pretrained-file:<sha256>')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -58,8 +66,7 @@ def main() -> None:
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
 
-    from mmengine.runner import Runner
-    Runner.from_cfg(cfg).train()
+    portable_runner(cfg, RunInputs(args.data_root, args.pretrained)).train()
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from .training_options import Launcher, finite_non_negative, make_scheduler
+from .training_options import STAGE_DATA_ROOT, Launcher, finite_non_negative, make_scheduler
 
 
 def distill(
@@ -40,6 +40,7 @@ def distill(
     slurm_args: str = typer.Option('', help='sbatch options for --launcher slurm, as for '
                                    'kt train.'),
     verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stage's full log."),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """Train one student on the training split to reproduce the ensemble of the chosen
     stages (their averaged softened probabilities), then score it beside them.
@@ -59,7 +60,7 @@ def distill(
         from ..stages.work_dir import parse_models, trained_stages
 
         members = trained_stages(work_dir, parse_models(models))
-        settings = members_settings(Manifest(work_dir), members)
+        settings = members_settings(Manifest(work_dir), members, data_root)
         options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
                                   attention_weight, seed)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
@@ -70,7 +71,8 @@ def distill(
         if result is None:
             return
         rows = ensemble_rows([cached_test_outputs(m.dir, m.digest, m.config, m.checkpoint,
-                                                  trainer.device) for m in members],
+                                                  trainer.device, data=trainer.data)
+                              for m in members],
                              [m.index for m in members], [m.digest for m in members])
         stages = ','.join(str(m.index) for m in members)
         print_student(console, rows, result.top1, f'student of stages {stages} '

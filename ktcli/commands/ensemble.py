@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.console import Console
@@ -14,6 +14,10 @@ from rich.table import Table
 from ..errors import exit_on_user_error
 from ..writing import write_atomically
 from ..stages.work_dir import parse_models, trained_stages
+from .training_options import STAGE_DATA_ROOT
+
+if TYPE_CHECKING:
+    from ..stages.stage_data import StageData
 
 
 class Fusion(str, Enum):
@@ -33,6 +37,7 @@ def ensemble(
                                              "(default: the stage config's)."),
     device: Optional[str] = typer.Option(None, help='cpu, cuda, cuda:1, ... '
                                          '(default: cuda if available).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """Score each stage on the test split: alone (top-1, top-5), in the ensemble of the
     stages up to it, and how much it differs from them (OR overlap of attention maps,
@@ -44,11 +49,13 @@ def ensemble(
 
         from ..reports.ensemble_figures import ensemble_rows
         from ..reports.test_outputs import cached_test_outputs
+        from ..stages.stage_data import StageData
         stages = trained_stages(work_dir, parse_models(models))
         from ..devices import checked_device
         device = checked_device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        data = StageData(data_root)
         outputs = [cached_test_outputs(s.dir, s.digest, s.config, s.checkpoint, device,
-                                       batch_size) for s in stages]
+                                       batch_size, data) for s in stages]
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages],
                              fusion.value)
         table = Table(title=f'{work_dir}: {len(outputs[0]["labels"])} test images, '
@@ -61,7 +68,7 @@ def ensemble(
                           f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
                           _figure(row.disagreement))
         console.print(table)
-        students = student_records(work_dir, stages, outputs, device, batch_size)
+        students = student_records(work_dir, stages, outputs, device, batch_size, data)
         if students:
             console.print(_students_table(students))
         records = [asdict(row) for row in rows]
@@ -77,9 +84,10 @@ def ensemble(
 
 
 def student_records(work_dir: Path, stages: list, outputs: list, device: str,
-                    batch_size: Optional[int]) -> List[dict]:
+                    batch_size: Optional[int], data: 'StageData') -> List[dict]:
     """The distilled students of the ensembled stages: their top-1, their members' ensemble
-    top-1 and their best member's top-1 (``kt distill``)."""
+    top-1 and their best member's top-1 (``kt distill``); their test split is read from
+    ``data`` when their outputs are not cached."""
     from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
     from ..reports.test_outputs import cached_test_outputs
     from ..stages.distillation import distilled_students
@@ -92,7 +100,7 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
             continue
         member_stages, member_outputs = zip(*(by_digest[d] for d in student.members))
         output = cached_test_outputs(student.dir, student.digest, student.config,
-                                     student.checkpoint, device, batch_size)
+                                     student.checkpoint, device, batch_size, data)
         backbone = read_stage_config(student.config).model.backbone
         records.append(dict(
             digest=student.digest, backbone=backbone.get('model_name', backbone.type),

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
 from .ensemble import Fusion
+from .training_options import STAGE_DATA_ROOT
 
 if TYPE_CHECKING:
     from ..deployment.export import Precision
@@ -60,6 +61,7 @@ def export(
     top1_tolerance: Optional[float] = typer.Option(
         None, min=0, help="int8/fp16: largest difference from the fp32 ensemble's top-1, in "
         'points, either way (default 0.5).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """Write the ensemble of a work dir's stages to one ONNX or TorchScript file.
 
@@ -91,7 +93,8 @@ def export(
                                  top1_tolerance)
         device = checked_device(device)
         ensemble = load_work_dir_ensemble(work_dir, parse_models(models), fusion.value,
-                                          with_attention, include_preprocessing, device)
+                                          with_attention, include_preprocessing, device,
+                                          data_root, data_required=dtype != ExportDtype.fp32)
         path = out or default_output(work_dir, ensemble.indices, model_format.value,
                                      dtype.value)
         if out is None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
 from .ensemble import Fusion
+from .training_options import STAGE_DATA_ROOT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +53,7 @@ def predict(
     device: str = typer.Option('cpu', help='cpu or cuda[:N].'),
     threads: Optional[int] = typer.Option(
         None, min=1, help='CPU threads of the model (default: every CPU kt may use).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """Print the top-k classes of each image (one line on stderr per unreadable image).
 
@@ -63,7 +65,7 @@ def predict(
         device = checked_device(device)
         paths = collect_images(images)
         run, metadata = load_model(model, models, fusion and fusion.value,
-                                   attention_out is not None, device, threads)
+                                   attention_out is not None, device, threads, data_root)
         if attention_out is not None:
             if metadata['attention_layout'] is None:
                 raise UserError(f'{model} was exported without attention maps; export it with '
@@ -117,8 +119,8 @@ def collect_images(arguments: List[Path]) -> List[Path]:
 
 
 def load_model(model: Path, models: Optional[str], fusion: Optional[str],
-               with_attention: bool, device: str,
-               threads: Optional[int] = None) -> Tuple[Callable, dict]:
+               with_attention: bool, device: str, threads: Optional[int] = None,
+               data_root: Optional[Path] = None) -> Tuple[Callable, dict]:
     """A function from model inputs to outputs, and the model's metadata.
 
     Args:
@@ -130,6 +132,8 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         device (str): Where to run.
         threads (int, optional): CPU threads. Defaults to None (every CPU
             this process may use).
+        data_root (Path, optional): With a work dir: its data, for the class
+            names of an ImageFolder tree. Defaults to None (found if at hand).
 
     Returns:
         tuple: ``run(inputs) -> [outputs]`` on numpy arrays, and the metadata.
@@ -149,7 +153,7 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
         from ..deployment.export import ensemble_metadata
         from ..stages.work_dir import parse_models
         ensemble = load_work_dir_ensemble(model, parse_models(models), fusion or 'softmax',
-                                          with_attention, device=device)
+                                          with_attention, device=device, data_root=data_root)
         return torch_runner(ensemble.module, device), ensemble_metadata(ensemble, 'pytorch')
     if not model.is_file():
         raise UserError(f'{model} does not exist; pass a file written by `kt export` or a kt '
@@ -157,9 +161,10 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
     if model.suffix.lower() not in FORMATS:
         raise UserError(f'{model} is neither an exported .onnx or .pt file nor a work dir; '
                         'pass a file written by `kt export` or a kt work dir')
-    if models or fusion:
-        raise UserError('--models and --fusion apply to work dirs; an exported file has its '
-                        'stages and fusion fixed (see `kt export --models --fusion`)')
+    if models or fusion or data_root:
+        raise UserError('--models, --fusion and --data-root apply to work dirs; an exported '
+                        'file has its stages, fusion and class names fixed (see `kt export '
+                        '--models --fusion`)')
     # A received file is run only as the regular file it is (no link elsewhere, FIFO, device).
     os.close(open_regular(model))
     try:

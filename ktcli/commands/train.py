@@ -31,8 +31,7 @@ def train(
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
-        data_root = options.prepared_data_root(console)
-        settings = options.settings(data_root, alpha, seed)
+        settings = options.settings(options.prepared_data_root(console), alpha, seed)
         trainer = options.trainer(options.default_work_dir(), settings, console)
         from ..stages.sequence import train_sequences
         trained = train_sequences([(trainer, n, False)], console, options.dry_run)
@@ -59,8 +58,9 @@ def print_results(console: Console, results: list, title: str) -> None:
 
 
 def write_results(work_dir: Path, settings, results: list) -> None:
-    """Write results.json: the settings and, per stage, the figures of the table."""
-    record = dict(vars(settings), cfg_options=dict(settings.cfg_options))
+    """Write results.json: the settings (as the stages record them: no folder of this
+    machine) and, per stage, the figures of the table."""
+    record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
     write_atomically(work_dir / RESULTS_NAME, json.dumps(
         dict(settings=record, stages=[vars(result) for result in results]),
         indent=2, default=str))

@@ -5,13 +5,16 @@ import math
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional
 
 import typer
 from rich.console import Console
 
 from ..data.specs import DATASETS, DatasetSpec, dataset_spec
 from ..errors import EXIT_USER_ERROR
+
+if TYPE_CHECKING:
+    from ..data.fingerprint import DataFingerprint
 
 DatasetName = Enum('DatasetName', {name: name for name in DATASETS}, type=str)
 
@@ -31,6 +34,20 @@ class Launcher(str, Enum):
     none = 'none'
     pytorch = 'pytorch'
     slurm = 'slurm'
+
+
+class PreparedData(NamedTuple):
+    """A dataset root that passed the data check, and what it holds."""
+
+    root: Path
+    fingerprint: 'DataFingerprint'
+
+
+# ``--data-root`` of the commands that read a work dir's stages and their data.
+STAGE_DATA_ROOT = typer.Option(
+    None, '--data-root', help='The dataset folder the stages were trained on, wherever it is '
+    'now (default: a folder where kt has seen that data on this machine, or the '
+    "dataset's usual folder under data/).")
 
 
 def finite_non_negative(param: typer.CallbackParam, value: float) -> float:
@@ -131,9 +148,10 @@ class TrainingOptions:
         backbone = self.backbone.replace('/', '-').replace(',', '+')
         return self.work_dir or Path('work_dirs') / f'{prefix}{backbone}_{self.dataset.value}'
 
-    def prepared_data_root(self, console: Console) -> Path:
+    def prepared_data_root(self, console: Console) -> PreparedData:
         """Check the data as ``kt data check`` does (writing the demo data on first use),
-        before any stage starts; return its root."""
+        before any stage starts; return its root and its fingerprint (and remember, on
+        this machine, that the root holds that data)."""
         spec = self.spec()
         root = Path(self.data_root or spec.default_root)
         if spec.name == 'demo' and not root.exists():
@@ -141,12 +159,18 @@ class TrainingOptions:
             console.print(f'writing the demo dataset to {root}')
             make_demo_dataset(root)
         from ..data.check import verified_data_root
-        return verified_data_root(spec.name, root)
+        from ..data.data_folders import remember_folder
+        from ..data.fingerprint import dataset_fingerprint
+        root = verified_data_root(spec.name, root)
+        fingerprint = dataset_fingerprint(spec.name, root)
+        remember_folder(fingerprint, root)
+        return PreparedData(root, fingerprint)
 
-    def settings(self, data_root: Path, alpha: float, seed: int):
+    def settings(self, data: PreparedData, alpha: float, seed: int):
         """The :class:`TrainSettings` of a sequence with this alpha and seed."""
         from ..stages.stage_config import TrainSettings, parse_cfg_options
         spec = self.spec()
+        data_root = data.root
         return TrainSettings(
             dataset=spec.name, data_root=str(data_root), backbone=self.backbone, alpha=alpha,
             weighting=self.weighting.value, epochs=self.epochs, batch_size=self.batch_size,
@@ -156,7 +180,7 @@ class TrainingOptions:
             amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
-            vis_backends=tuple(self.vis_backend))
+            vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint)
 
     def scheduler(self, work_dir: Path, console: Console):
         """What trains the stages: Slurm jobs, or this machine ``--parallel`` at a time."""

@@ -10,6 +10,7 @@ from rich.console import Console
 from ..errors import UserError, builds_from, exit_on_user_error, first_line
 from ..stages.work_dir import parse_models, trained_stages
 from ..writing import write_atomically
+from .training_options import STAGE_DATA_ROOT
 
 CELL = 192
 TITLE = 28
@@ -25,6 +26,7 @@ def visualize(
     seed: int = typer.Option(0, help='Seed for picking test images.'),
     models: Optional[str] = typer.Option(
         None, help='Stages to show, e.g. 1,2 (default: all finished ones).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """One row per image: the image as the models see it (the test pipeline's crop), then
     each stage's normalised attention map (SpatialAttention, upsampled) overlaid as a heat
@@ -35,7 +37,7 @@ def visualize(
         if out.suffix.lower() not in Image.registered_extensions():
             raise UserError(f'--out {out} needs an image suffix PIL writes, e.g. .png or .jpg')
         stages = trained_stages(work_dir, parse_models(models))
-        grid = attention_grid(stages, images, count, seed)
+        grid = attention_grid(stages, images, count, seed, data_root)
         picture = io.BytesIO()
         grid.save(picture, format=Image.registered_extensions()[out.suffix.lower()])
         write_atomically(out, picture.getvalue())
@@ -43,8 +45,10 @@ def visualize(
                       f'{len(stages)} stages')
 
 
-def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed: int):
-    """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images."""
+def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed: int,
+                   data_root: Optional[Path] = None):
+    """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images (of
+    their data, in ``data_root`` or a folder found to hold it)."""
     import numpy as np
     import torch
     from mmengine.dataset import Compose
@@ -54,16 +58,18 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
 
     from registry_plugins import load_trained_model
 
+    from ..deployment.ensemble_module import class_names_of
     from ..reports.attention_overlay import overlay_attention
+    from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
 
     configs = [read_stage_config(stage.config) for stage in stages]
-    cfg = configs[0]
+    # Images of one's own need the data only for the class names of an ImageFolder tree.
+    cfg = StageData(data_root).config(configs[0], required=not images)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     with builds_from(cfg.filename, 'test dataset'):
-        dataset = DATASETS.build(cfg.test_dataloader.dataset)
         pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    classes = dataset.metainfo['classes']
+        dataset = None if images else DATASETS.build(cfg.test_dataloader.dataset)
     if not images:
         picked = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
         images = [Path(dataset.get_data_info(i)['img_path']) for i in picked]
@@ -72,6 +78,7 @@ def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed:
             raise UserError(f'image {image} does not exist')
     members = [load_trained_model(config, stage.checkpoint, logger='silent')
                for config, stage in zip(configs, stages)]
+    classes = class_names_of(cfg, members[0].head.num_classes)
 
     grid = Image.new('RGB', ((len(members) + 1) * CELL, len(images) * (CELL + TITLE)), 'white')
     draw = ImageDraw.Draw(grid)

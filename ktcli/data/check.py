@@ -244,21 +244,25 @@ def _load_failure(name: str, root: Path, split: str, error: Exception) -> UserEr
 
 def _build_split(name: str, root: Path, split: str,
                  classes: Sequence[str] | None) -> 'BaseDataset':
-    """Load one split through mmpretrain's dataset class, with no pipeline."""
+    """Load one split through mmpretrain's dataset class, with no pipeline.
+
+    Its samples stay a list: mmengine would serialise them for data loader workers, after a
+    full garbage collection that costs most of a second once torch is loaded.
+    """
     from mmpretrain.datasets import CUB, CustomDataset, FGVCAircraft, StanfordCars
 
-    data_root = str(root)
+    common = dict(data_root=str(root), serialize_data=False)
     if name == 'cub':
-        return CUB(data_root=data_root, split=split)
+        return CUB(split=split, **common)
     if name == 'demo':
         from .demo import DEMO_CLASSES
-        return CUB(data_root=data_root, split=split, metainfo=dict(classes=list(DEMO_CLASSES)))
+        return CUB(split=split, metainfo=dict(classes=list(DEMO_CLASSES)), **common)
     if name == 'car':
-        return StanfordCars(data_root=data_root, split=split)
+        return StanfordCars(split=split, **common)
     if name == 'air':
-        return FGVCAircraft(data_root=data_root, split=split)
+        return FGVCAircraft(split=split, **common)
     metainfo = None if classes is None else dict(classes=list(classes))
-    return CustomDataset(data_root=data_root, data_prefix=split, metainfo=metainfo)
+    return CustomDataset(data_prefix=split, metainfo=metainfo, **common)
 
 
 def _load_split(name: str, root: Path, split: str,
@@ -315,20 +319,50 @@ def summarise_dataset(name: str, root: str | Path, verify_images: bool = True) -
     """
     resolved = check_layout(name, root)
     splits = []
+    for split in split_samples(name, resolved):
+        labels = [label for _, label in split.samples]
+        unreadable = (unreadable_images(path for path, _ in split.samples)
+                      if verify_images else [])
+        splits.append(SplitSummary(name=split.name, num_images=len(split.samples),
+                                   num_classes=len(set(labels)), unreadable=tuple(unreadable)))
+    return DatasetSummary(name=name, root=resolved, num_classes=len(split.classes),
+                          splits=tuple(splits), images_verified=verify_images)
+
+
+@dataclass(frozen=True)
+class SplitSamples:
+    """One split as training reads it: its samples in the dataset's order."""
+
+    name: str
+    # (image file, class index) per sample.
+    samples: tuple[tuple[Path, int], ...]
+    # The dataset's class names (the train split's, for every split).
+    classes: tuple[str, ...]
+
+
+def dataset_splits(name: str) -> tuple[str, str]:
+    """The names of a dataset's training and test splits, e.g. ``('trainval', 'test')``."""
+    dataset_spec(name)
+    return _SPLITS[name]
+
+
+def split_samples(name: str, root: Path) -> Iterable[SplitSamples]:
+    """Load each split of a dataset root (already through ``check_layout``) as training
+    would, the training split first.
+
+    Raises:
+        UserError: A file cannot be read as the dataset, or a label lies
+            outside its classes.
+    """
     classes = None
     for split in _SPLITS[name]:
-        dataset = _load_split(name, resolved, split, classes)
+        dataset = _load_split(name, root, split, classes)
         if classes is None:
-            classes = dataset.CLASSES
+            classes = tuple(dataset.CLASSES)
         infos = [dataset.get_data_info(index) for index in range(len(dataset))]
-        labels = [int(info['gt_label']) for info in infos]
-        _check_labels(name, resolved, split, labels, len(classes))
-        unreadable = (unreadable_images(Path(info['img_path']) for info in infos)
-                      if verify_images else [])
-        splits.append(SplitSummary(name=split, num_images=len(infos),
-                                   num_classes=len(set(labels)), unreadable=tuple(unreadable)))
-    return DatasetSummary(name=name, root=resolved, num_classes=len(classes),
-                          splits=tuple(splits), images_verified=verify_images)
+        samples = tuple((Path(info['img_path']), int(info['gt_label'])) for info in infos)
+        _check_labels(name, root, split, [label for _, label in samples], len(classes))
+        yield SplitSamples(split, samples, classes)
 
 
 def verified_data_root(name: str, root: str | Path) -> Path:

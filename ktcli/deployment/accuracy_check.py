@@ -114,7 +114,8 @@ def fp32_predictions(ensemble: StageEnsemble) -> Tuple[np.ndarray, np.ndarray]:
     if not ensemble.stages:
         raise ValueError('the accuracy check needs an ensemble loaded from a work dir')
     outputs = [cached_test_outputs(stage.dir, stage.digest, stage.config, stage.checkpoint,
-                                   str(ensemble.device)) for stage in ensemble.stages]
+                                   str(ensemble.device), data=ensemble.data)
+               for stage in ensemble.stages]
     probabilities = fused_probabilities([output['logits'] for output in outputs],
                                         ensemble.module.fusion)
     return probabilities.argmax(dim=1).numpy(), outputs[0]['labels'].numpy()

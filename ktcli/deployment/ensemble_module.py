@@ -4,6 +4,7 @@ The same :class:`EnsembleModule` runs eagerly (``kt predict`` on a work dir, the
 benchmark) and is what ``kt export`` traces into an ONNX or TorchScript file, so the exported
 graph and the eager ensemble compute the same thing by construction.
 """
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -17,6 +18,7 @@ from registry_plugins.input_normalisation import (InputRenormalisation, channel_
 
 from ..errors import UserError
 from ..reports.ensemble_figures import FUSIONS, fuse
+from ..stages.stage_data import StageData
 from ..stages.work_dir import TrainedStage, trained_stages
 from .export_metadata import INTERPOLATIONS
 
@@ -202,9 +204,10 @@ def class_names_of(cfg: Config, num_classes: int) -> List[str]:
     """The class names of the config's test dataset.
 
     Taken from the dataset's ``metainfo`` in the config when it sets one, else
-    from the dataset built from the config (mmpretrain's CUB, FGVC-Aircraft
-    and Stanford Cars classes carry fixed names; an ImageFolder tree names
-    its classes by folder), else numbered ``class_0``, ``class_1``, ...
+    from the dataset built from the config when its data is at hand (an
+    ImageFolder tree names its classes by folder), else from the dataset
+    class (mmpretrain's CUB, FGVC-Aircraft and Stanford Cars carry fixed
+    names), else numbered ``class_0``, ``class_1``, ...
 
     Args:
         cfg (Config): The stage's config.
@@ -219,10 +222,13 @@ def class_names_of(cfg: Config, num_classes: int) -> List[str]:
         from mmengine.registry import init_default_scope
         from mmpretrain.registry import DATASETS
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        try:
-            names = DATASETS.build(dict(dataset_cfg, pipeline=[])).metainfo.get('classes')
-        except (OSError, ValueError, RuntimeError, AssertionError, KeyError, TypeError):
-            names = getattr(DATASETS.get(dataset_cfg['type']), 'METAINFO', {}).get('classes')
+        # A data_root of None: the stages' data is not at hand.
+        if dataset_cfg.get('data_root') is not None:
+            with contextlib.suppress(OSError, ValueError, RuntimeError, AssertionError,
+                                     KeyError, TypeError):
+                names = DATASETS.build(dict(dataset_cfg, pipeline=[])).metainfo.get('classes')
+        names = names or getattr(DATASETS.get(dataset_cfg['type']), 'METAINFO', {}).get(
+            'classes')
     if not names or len(names) != num_classes:
         return [f'class_{k}' for k in range(num_classes)]
     return [str(name) for name in names]
@@ -248,6 +254,7 @@ class StageEnsemble:
         stages (list[TrainedStage]): The work dir's stages the members were
             loaded from (their cached test outputs give the fp32 figures of
             an export's accuracy check); empty for members built otherwise.
+        data (StageData): Where their data is found on this machine.
     """
 
     module: EnsembleModule
@@ -260,6 +267,7 @@ class StageEnsemble:
     config: Config
     device: torch.device
     stages: List[TrainedStage] = field(default_factory=list)
+    data: StageData = field(default_factory=StageData)
 
 
 def assemble_ensemble(members: Sequence[nn.Module], configs: Sequence[Config],
@@ -324,7 +332,8 @@ def _attention_sizes(members: Sequence[nn.Module], preprocessing: Preprocessing,
 def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = None,
                            fusion: str = 'softmax', with_attention: bool = False,
                            include_preprocessing: bool = False,
-                           device: str = 'cpu') -> StageEnsemble:
+                           device: str = 'cpu', data_root: Optional[Path] = None,
+                           data_required: bool = False) -> StageEnsemble:
     """Load the finished stages of a work dir as one ensemble.
 
     Args:
@@ -337,12 +346,19 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
         include_preprocessing (bool): Normalise 0..255 input in the module.
             Defaults to False.
         device (str): Where to run. Defaults to ``'cpu'``.
+        data_root (Path, optional): ``--data-root``: the folder holding the
+            stages' data. Defaults to None (a folder found to hold it).
+        data_required (bool): Fail when their data is not found; else the
+            ensemble's config reads no data (its ``data_root`` is None).
+            Defaults to False.
 
     Returns:
         StageEnsemble: The ensemble.
 
     Raises:
-        UserError: No such work dir or stages, or stages that cannot share an input.
+        UserError: No such work dir or stages, stages that cannot share an
+            input, ``data_root`` holding other data, or their data missing
+            when it is required.
     """
     from mmengine.registry import init_default_scope
 
@@ -355,6 +371,11 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
     init_default_scope(configs[0].get('default_scope', 'mmpretrain'))
     members = [load_trained_model(cfg, stage.checkpoint, logger='silent')
                for cfg, stage in zip(configs, stages)]
-    return assemble_ensemble(members, configs, [s.index for s in stages],
-                             [s.digest for s in stages], fusion, with_attention,
-                             include_preprocessing, device, stages)
+    data = StageData(data_root)
+    # The first member's config gives the images that check an export, and the class names.
+    configs[0] = data.config(configs[0], data_required)
+    ensemble = assemble_ensemble(members, configs, [s.index for s in stages],
+                                 [s.digest for s in stages], fusion, with_attention,
+                                 include_preprocessing, device, stages)
+    ensemble.data = data
+    return ensemble

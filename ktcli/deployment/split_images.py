@@ -33,7 +33,8 @@ def _dataset(cfg: Config, split: str):
 def _unreadable(split: str, error: Exception) -> UserError:
     first = str(error).strip().splitlines()
     return UserError(f'cannot read the {split} split ({first[0] if first else type(error).__name__}'
-                     '); the data must be where the work dir was trained from')
+                     '); pass --data-root with the folder holding the data the stages were '
+                     'trained on')
 
 
 def first_test_images(cfg: Config, count: int) -> Optional[np.ndarray]:
@@ -43,6 +44,8 @@ def first_test_images(cfg: Config, count: int) -> Optional[np.ndarray]:
         cfg (Config): A stage's config.
         count (int): How many.
     """
+    if cfg.test_dataloader.dataset.get('data_root') is None:
+        return None  # the stages' data is not at hand
     try:
         dataset = _dataset(cfg, 'test')
         images = [dataset[k]['inputs'].numpy() for k in range(min(count, len(dataset)))]

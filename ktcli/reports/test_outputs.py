@@ -19,14 +19,22 @@ from ..writing import available_cpus, write_atomically
 if TYPE_CHECKING:
     from mmengine.config import Config
 
+    from ..stages.stage_data import StageData
+
 OUTPUTS_NAME = 'test_outputs.pt'
 # The secret that signs cache keys, in kt's cache folder.
 KEY_NAME = 'test_outputs.key'
 
 
 def split_digest(cfg: 'Config') -> str:
-    """A digest of a config's test dataset (type, root, split, pipeline)."""
+    """A digest of a config's test dataset: type, split, pipeline and the test split's
+    fingerprint (the folder, for a config of an older kt that records none)."""
+    from ..stages.portable_config import recorded_fingerprint
     dataset = cfg.test_dataloader.dataset.to_dict()
+    fingerprint = recorded_fingerprint(cfg)
+    if fingerprint is not None:
+        dataset.pop('data_root', None)
+        dataset['fingerprint'] = fingerprint.test
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -110,16 +118,18 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
 
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
                         checkpoint: Union[str, Path], device: str = 'cpu',
-                        batch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                        batch_size: Optional[int] = None,
+                        data: Optional['StageData'] = None) -> Dict[str, torch.Tensor]:
     """:func:`compute_test_outputs`, cached in the stage directory.
 
     The cache is keyed by the stage digest, the test split
-    (:func:`split_digest`) and the sha256 of the checkpoint it was computed
-    from, signed with a key of this machine (:func:`cache_key`), so any later
-    report reuses it without another forward pass, while a changed test split
-    or checkpoint is recomputed, and so is a cache that came with a received
-    work dir (its sender could write any figures under the right sha256, but
-    not under this machine's key). A cache that cannot be read (truncated, not
+    (:func:`split_digest`: its fingerprint, not its folder) and the sha256 of
+    the checkpoint it was computed from, signed with a key of this machine
+    (:func:`cache_key`), so any later report reuses it without another forward
+    pass or the data, while a changed test split or checkpoint is recomputed,
+    and so is a cache that came with a received work dir (its sender could
+    write any figures under the right sha256, but not under this machine's
+    key). A cache that cannot be read (truncated, not
     weights-only) is recomputed; one that cannot be written is skipped.
 
     Args:
@@ -130,7 +140,10 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         device (str): Where to run. Defaults to ``'cpu'``.
         batch_size (int, optional): Overrides the config's test batch size.
             Defaults to None.
+        data (StageData, optional): Where the test split is found when the
+            outputs are computed. Defaults to None (``--data-root`` not given).
     """
+    from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
@@ -139,7 +152,8 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         cached = torch.load(file, weights_only=True)
         if cached.get('key') == key:
             return cached['outputs']
-    outputs = compute_test_outputs(cfg, checkpoint, device, batch_size)
+    outputs = compute_test_outputs((data or StageData()).config(cfg), checkpoint, device,
+                                   batch_size)
     buffer = io.BytesIO()
     torch.save(dict(key=key, outputs=outputs), buffer)
     with contextlib.suppress(UserError):

@@ -12,9 +12,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+from ..data.data_folders import locate_data
 from ..errors import UserError
 from .manifest import Manifest
 from .records import record_paths
+from .portable_config import PRETRAINED_FILE
 from .stage_config import (SEEDS_PER_SEQUENCE, Teacher, TrainSettings, compose_stage_config,
                            stage_seed)
 from .stage_files import read_stage_config
@@ -43,14 +45,30 @@ class DistillSettings:
     seed: int = 0
 
 
-def members_settings(manifest: Manifest, members: Sequence[TrainedStage]) -> TrainSettings:
-    """The training settings the members were trained with (from their records)."""
+def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
+                     data_root: Optional[Path] = None) -> TrainSettings:
+    """The training settings the members were trained with (from their records), with the
+    folder of this machine that holds their data.
+
+    Args:
+        manifest (Manifest): The work dir's manifest.
+        members (Sequence[TrainedStage]): The stages to distil.
+        data_root (Path, optional): ``--data-root``; it must hold their data.
+            Defaults to None (find a folder that does).
+
+    Raises:
+        UserError: The members were recorded by an older kt, or their data
+            is not at hand.
+    """
     record = manifest.stage(members[0].digest) or {}
-    if 'settings' not in record:
-        raise UserError(f'stage {members[0].index} of {manifest.work_dir} does not record its '
-                        'settings (trained by an older kt); rerun `kt train` on the work dir '
-                        'once (it reuses every stage and records them)')
-    return TrainSettings.from_record(record['settings'])
+    settings = record.get('settings', {})
+    if not settings.get('data_fingerprint'):
+        raise UserError(f'stage {members[0].index} of {manifest.work_dir} was recorded by an '
+                        'older kt; rerun `kt train` on the work dir once (it reuses every '
+                        'stage and upgrades its records)')
+    settings = TrainSettings.from_record(settings)
+    root = locate_data(settings.data_fingerprint, data_root)
+    return dataclasses.replace(settings, data_root=str(root))
 
 
 def compose_student_config(settings: TrainSettings, members: Sequence[TrainedStage],
@@ -82,6 +100,10 @@ def compose_student_config(settings: TrainSettings, members: Sequence[TrainedSta
         epochs=distill.epochs or settings.epochs,
         lr=settings.lr if distill.lr is None else distill.lr,
         pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
+    if student.pretrained.startswith(PRETRAINED_FILE):
+        raise UserError(f'the members started from a --pretrained file ({student.pretrained}); '
+                        'pass that file to kt distill with --pretrained FILE, or --pretrained '
+                        'default or none')
     teachers = [Teacher(m.digest, read_stage_config(m.config), Path('..') / m.digest /
                         m.checkpoint.name) for m in members]
     cfg = compose_stage_config(student, teachers, work_dir, index=1)

@@ -73,6 +73,13 @@ class Manifest:
             yield
             self._save()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Change ``stages``, ``chain`` and ``results`` in place under the work dir's lock:
+        reread on entry, written once on exit."""
+        with self._exclusive():
+            yield
+
     def _lock_file(self):
         """The lock file, opened without following a link (a planted one is refused)."""
         path = self.work_dir / LOCK_NAME

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
 
+from .portable_config import RunInputs
+
 
 @dataclass
 class PlannedStage:
@@ -13,7 +15,8 @@ class PlannedStage:
         index (int): Its 1-based position in its sequence (0: a distilled
             student).
         digest (str): Its identity (config and teachers).
-        cfg (Config): Its complete config.
+        cfg (Config): Its complete config, in the portable form the work dir
+            keeps (see :mod:`~ktcli.stages.portable_config`).
         dir (Path): Its directory, ``WORK_DIR/stages/<digest>``.
         config_path (Path): Its ``config.json``.
         checkpoint (Path): The checkpoint it ends with.
@@ -21,6 +24,8 @@ class PlannedStage:
             can start once they are done.
         label (str): How progress lines and ``kt status`` name it, e.g.
             ``'seed 1 Base 2/3'``.
+        inputs (RunInputs): The folders of this machine its training reads
+            (data, pretrained file).
     """
 
     index: int
@@ -31,6 +36,7 @@ class PlannedStage:
     checkpoint: Path
     teachers: List[str] = field(default_factory=list)
     label: str = ''
+    inputs: RunInputs = field(default_factory=RunInputs)
 
     @property
     def epochs(self) -> int:

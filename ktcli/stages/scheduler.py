@@ -222,7 +222,8 @@ class LocalScheduler:
             prefix = f'[{stage.label}] ' if self.parallel > 1 else ''
             progress.console.print(prefix + line, markup=False, highlight=False)
 
-        command = train_command(stage.config_path, stage.dir, self.processes, self.launcher)
+        command = (train_command(stage.config_path, stage.dir, self.processes, self.launcher)
+                   + stage.inputs.arguments())
         try:
             train_recorded_stage(manifest, stage, command, show,
                                  print_line if self.verbose else None, env,

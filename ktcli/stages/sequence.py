@@ -10,9 +10,13 @@ from rich.console import Console
 from ..errors import UserError, first_line
 from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
 from ..reports.test_outputs import cached_test_outputs
+from .legacy_stages import LegacyStages
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
+from .portable_config import portable_config, runtime_config
+from .scheduler import unique_stages
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
+from .stage_data import StageData
 from .stage_files import CONFIG_DATA, check_config, write_stage_config
 from .work_dir import DISTILLED, STUDENT_INDEX
 
@@ -64,7 +68,7 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
     Args:
         sequences (list[tuple]): ``(trainer, n, independent)`` per sequence.
         console (Console): Where to print.
-        dry_run (bool): Only say how many stages are reused and to train.
+        dry_run (bool): Only say which stages are reused and which to train.
             Defaults to False.
 
     Returns:
@@ -75,13 +79,21 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
     first.manifest.reload()
     plans = [trainer.plan(n, independent) for trainer, n, independent in sequences]
     stages = [stage for plan in plans for stage in plan]
+    legacy = LegacyStages(first.manifest, stages, first.settings.processes)
     distinct = {stage.digest for stage in stages}
-    to_train = {digest for digest in distinct if not first.manifest.is_done(digest)}
+    to_train = {digest for digest in distinct
+                if not first.manifest.is_done(digest) and digest not in legacy.done}
     console.print(f'[bold]{len(distinct)} distinct stage{"s" if len(distinct) > 1 else ""}[/]: '
                   f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
                   f'{first.work_dir}')
+    legacy.upgrade(console, dry_run)
+    if dry_run:
+        for stage in unique_stages(stages):
+            console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
+                          + ('to train' if stage.digest in to_train else 'reused'))
     if first.settings.cfg_options:
-        check_overrides(stages[-1].cfg, first.settings.cfg_options)
+        check_overrides(runtime_config(stages[-1].cfg, stages[-1].inputs),
+                        first.settings.cfg_options)
     if dry_run or not first.scheduler.run(stages):
         return None
     return [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
@@ -97,8 +109,10 @@ class SequenceTrainer:
     the sequence last trained. The manifest (``kt_manifest.json``) indexes
     every stage, so a stage whose digest is already done is reused and an
     unfinished one resumes. Every path kept in the work dir is relative to
-    it, so a moved or copied work dir is reused the same way. A scheduler
-    trains what is missing: here, several at a time, or as Slurm jobs.
+    it, and its data is recorded by its fingerprint, not its folder, so a
+    moved or copied work dir is reused the same way with its data in any
+    folder. A scheduler trains what is missing: here, several at a time, or
+    as Slurm jobs.
 
     Args:
         work_dir (Path): The sequence's work directory.
@@ -117,6 +131,7 @@ class SequenceTrainer:
         self.name = name
         self.console = console or Console()
         self.manifest = Manifest(self.work_dir)
+        self.data = StageData.at(settings.data_root, settings.data_fingerprint)
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
     def plan(self, n: int, independent: bool = False) -> List[PlannedStage]:
@@ -141,13 +156,14 @@ class SequenceTrainer:
         return stages
 
     def _placed(self, cfg, index: int, teachers: List[str], label: str) -> PlannedStage:
-        """A composed stage with its digest and its place in the work dir."""
-        digest = stage_digest(cfg, teachers, self.settings.processes)
+        """A composed stage in its portable form, with its digest and its place in the
+        work dir."""
+        portable, inputs = portable_config(cfg)
+        digest = stage_digest(portable, teachers, self.settings.processes)
         stage_dir = self.work_dir / STAGES_DIR / digest
-        cfg.work_dir = str(stage_dir)
         checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
-        return PlannedStage(index, digest, cfg, stage_dir, stage_dir / CONFIG_DATA, checkpoint,
-                            teachers, label)
+        return PlannedStage(index, digest, portable, stage_dir, stage_dir / CONFIG_DATA,
+                            checkpoint, teachers, label, inputs)
 
     def score(self, stages: List[PlannedStage], independent: bool = False,
               reused: Sequence[bool] = ()) -> List[StageResult]:
@@ -173,7 +189,7 @@ class SequenceTrainer:
             if not independent:
                 self._link(stage)
             outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                               stage.checkpoint, self.device))
+                                               stage.checkpoint, self.device, data=self.data))
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
         results = []
         for row, was_reused in zip(rows, reused):
@@ -199,6 +215,8 @@ class SequenceTrainer:
         """
         self.manifest.reload()
         stage = self._placed(cfg, STUDENT_INDEX, members, 'student')
+        legacy = LegacyStages(self.manifest, [stage], self.settings.processes)
+        legacy.upgrade(self.console)
         reused = self.manifest.is_done(stage.digest)
         write_stage_config(stage.cfg, stage.dir)
         self.manifest.update(stage.digest, kind=DISTILLED, members=list(members),
@@ -208,7 +226,7 @@ class SequenceTrainer:
         if not self.scheduler.run([stage]):
             return None
         outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                      stage.checkpoint, self.device)
+                                      stage.checkpoint, self.device, data=self.data)
         top1 = topk_accuracy(outputs['logits'], outputs['labels'])
         record = self.manifest.update(stage.digest, top1=top1)
         return StageResult(STUDENT_INDEX, stage.digest, reused, top1, top1, None,

@@ -130,8 +130,8 @@ class SlurmScheduler:
 
     def _submit(self, stage: PlannedStage, after: List[str]) -> str:
         """sbatch one stage; its job id."""
-        job = [sys.executable, '-m', 'ktcli.stages.stage_job', str(self.work_dir), stage.digest,
-               '--processes', str(self.processes)]
+        job = [sys.executable, '-m', 'ktcli.stages.stage_job', *stage.inputs.arguments(),
+               str(self.work_dir), stage.digest, '--processes', str(self.processes)]
         command = ['sbatch', '--parsable', f'--job-name=kt-{stage.digest[:8]}',
                    f'--output={stage.dir / "slurm-%j.out"}', f'--ntasks={self.processes}']
         if after:

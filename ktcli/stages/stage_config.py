@@ -9,10 +9,12 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+from ..data.fingerprint import DataFingerprint
 from ..data.specs import dataset_spec
 from ..errors import UserError
 from ..resources import CONFIG_ROOT
 from .backbones import backbone_config, configure_backbone
+from .portable_config import FINGERPRINT_KEY, portable_pretrained, recorded_fingerprint
 from .runner_config import require_gpu
 
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
@@ -34,10 +36,14 @@ VIS_BACKENDS = {
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything a user sets for a sequence, shared by all its stages."""
+    """Everything a user sets for a sequence, shared by all its stages.
+
+    ``data_root`` is where the data is on this machine (a run-time input, never recorded)
+    and ``data_fingerprint`` what it is (recorded, and covered by the digests).
+    """
 
     dataset: str
-    data_root: str
+    data_root: str = ''
     backbone: str = 'resnet50'
     alpha: float = 0.5
     weighting: str = 'fixed'
@@ -54,11 +60,17 @@ class TrainSettings:
     num_classes: Optional[int] = None
     cfg_options: Tuple[Tuple[str, object], ...] = ()
     vis_backends: Tuple[str, ...] = ()
+    data_fingerprint: Optional[DataFingerprint] = None
 
     def to_record(self) -> dict:
-        """The settings as JSON data (kept in each stage's record)."""
-        return dict(vars(self), cfg_options=[list(item) for item in self.cfg_options],
-                    vis_backends=list(self.vis_backends))
+        """The settings as JSON data (kept in each stage's record): no folder of this
+        machine, the data by its fingerprint and a pretrained file by its content."""
+        record = dict(vars(self), cfg_options=[list(item) for item in self.cfg_options],
+                      vis_backends=list(self.vis_backends),
+                      pretrained=portable_pretrained(self.pretrained),
+                      data_fingerprint=self.data_fingerprint and self.data_fingerprint.to_record())
+        record.pop('data_root')
+        return record
 
     @classmethod
     def from_record(cls, record: dict) -> 'TrainSettings':
@@ -68,9 +80,12 @@ class TrainSettings:
         if unknown:
             raise UserError(f'unknown training settings {sorted(unknown)}; the work dir was '
                             'written by another kt version')
+        fingerprint = record.get('data_fingerprint')
         return cls(**dict(record, cfg_options=tuple(tuple(item) for item in
                                                     record.get('cfg_options', ())),
-                          vis_backends=tuple(record.get('vis_backends', ()))))
+                          vis_backends=tuple(record.get('vis_backends', ())),
+                          data_fingerprint=fingerprint and DataFingerprint.from_record(
+                              fingerprint)))
 
     def backbone_of(self, index: int) -> str:
         """Stage ``index``'s backbone: the index-th of a comma-separated ``backbone``
@@ -156,6 +171,8 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
                            checkpoint=str(t.checkpoint))
                       for t in teachers])]
     cfg.merge_from_dict(dict(settings.cfg_options))
+    if settings.data_fingerprint is not None:
+        cfg[FINGERPRINT_KEY] = settings.data_fingerprint.to_record()
     cfg.work_dir = str(work_dir)
     return cfg
 
@@ -178,13 +195,15 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
     """A digest of everything that determines a stage's trained weights.
 
     Covers the model (the OR-loss only when there are teachers, so alpha
-    does not touch stage 1), input normalisation, training data and
-    pipeline, total batch size, optimizer, schedule, epochs, seed and how
-    it is applied per epoch, and the teachers' own digests; not logging,
-    evaluation or paths of outputs.
+    does not touch stage 1), input normalisation, the training data (the
+    fingerprint of the training split, not its folder) and pipeline, total
+    batch size, optimizer, schedule, epochs, seed and how it is applied per
+    epoch, and the teachers' own digests; not logging, evaluation or paths
+    of outputs.
 
     Args:
-        cfg (Config): The stage config.
+        cfg (Config): The stage's portable config (see
+            :mod:`~ktcli.stages.portable_config`).
         teacher_digests (Sequence[str]): The digests of its teachers, in order.
         processes (int): Data-parallel processes (the total batch is
             ``batch_size * processes``). Defaults to 1.
@@ -192,6 +211,29 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
     Returns:
         str: 16 hex digits.
     """
+    dataset = cfg.train_dataloader.dataset.to_dict()
+    fingerprint = recorded_fingerprint(cfg)
+    if fingerprint is not None:
+        dataset.pop('data_root', None)
+        dataset['fingerprint'] = fingerprint.train
+    return _digest(cfg, dataset, teacher_digests, processes)
+
+
+def legacy_stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1) -> str:
+    """The digest kt gave a stage before digests covered the data's fingerprint: the same
+    payload with the training dataset as the config names it (its absolute ``data_root``).
+
+    Args:
+        cfg (Config): The stage's config with this machine's folders (as
+            :func:`compose_stage_config` makes it).
+        teacher_digests (Sequence[str]): The teachers' legacy digests.
+        processes (int): Data-parallel processes. Defaults to 1.
+    """
+    return _digest(cfg, cfg.train_dataloader.dataset, teacher_digests, processes)
+
+
+def _digest(cfg: Config, train_dataset: object, teacher_digests: Sequence[str],
+            processes: int) -> str:
     model = cfg.model.to_dict()
     if not teacher_digests:
         model.pop('or_loss', None)
@@ -199,7 +241,7 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
     payload = dict(
         model=model,
         data_preprocessor=cfg.get('data_preprocessor'),
-        train_dataset=train_loader.dataset,
+        train_dataset=train_dataset,
         sampler=train_loader.sampler,
         total_batch_size=train_loader.batch_size * processes,
         optim_wrapper=cfg.optim_wrapper,

@@ -1,11 +1,14 @@
 """The body of a Slurm job that trains one stage (see :mod:`ktcli.stages.slurm`)::
 
-    python -m ktcli.stages.stage_job WORK_DIR DIGEST [--processes P]
+    python -m ktcli.stages.stage_job WORK_DIR DIGEST [--processes P] [--data-root DIR]
+        [--pretrained FILE]
 
 trains the stage recorded under DIGEST in WORK_DIR's manifest, resuming it if
 it was started before, and keeps its record (running, done or failed) for
 ``kt status`` and the command that submitted it. Its output goes to the job's
-log, ``WORK_DIR/stages/DIGEST/slurm-<job>.out``.
+log, ``WORK_DIR/stages/DIGEST/slurm-<job>.out``. The data folder is the one the
+submitting command used (``--data-root``), else a folder holding the data the
+stage's config records.
 """
 import argparse
 from pathlib import Path
@@ -15,7 +18,9 @@ from ..errors import UserError, exit_on_user_error
 from .launcher import train_command
 from .manifest import Manifest
 from .planned_stage import PlannedStage
+from .portable_config import RunInputs
 from .records import record_paths
+from .stage_data import StageData
 from .stage_files import read_stage_config
 from .stage_training import train_recorded_stage
 
@@ -43,13 +48,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('work_dir', type=Path)
     parser.add_argument('digest')
     parser.add_argument('--processes', type=int, default=1)
+    parser.add_argument('--data-root', type=Path)
+    parser.add_argument('--pretrained')
     args = parser.parse_args(argv)
     with exit_on_user_error('rerun the kt command that submitted it to resubmit it'):
         manifest = Manifest(args.work_dir.resolve())
         stage = recorded_stage(manifest, args.digest)
         # One process needs no srun; several are one srun step over the job's tasks.
         launcher = 'slurm' if args.processes > 1 else 'none'
-        command = train_command(stage.config_path, stage.dir, args.processes, launcher)
+        inputs = RunInputs(str(StageData(args.data_root).root(stage.cfg)), args.pretrained)
+        command = (train_command(stage.config_path, stage.dir, args.processes, launcher)
+                   + inputs.arguments())
         train_recorded_stage(manifest, stage, command, on_progress=lambda update: None,
                              on_line=lambda line: print(line, flush=True))
         print(f'stage {stage.label} ({stage.digest}): trained', flush=True)
