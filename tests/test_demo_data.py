@@ -201,6 +201,21 @@ def test_a_demo_dataset_with_other_arguments_is_replaced(tmp_path: Path) -> None
     assert '"test_per_class": 1' in (tmp_path / MANIFEST_NAME).read_text()
 
 
+def test_a_larger_test_split_only_adds_images(demo_root: Path, tmp_path: Path) -> None:
+    # 45 test images per species: past the first background block of 40.
+    larger = make_demo_dataset(tmp_path / 'larger', seed=0, **{**SMALL, 'test_per_class': 45})
+    reference = all_files(demo_root / 'images')
+    grown = all_files(larger / 'images')
+    assert len(grown) == NUM_CLASSES * (SMALL['train_per_class'] + 45)
+    # Every training image and the first three test images of each species are unchanged.
+    assert {name: grown[name] for name in reference} == reference
+    splits = read_pairs(larger / 'train_test_split.txt')
+    assert list(splits.values()).count('1') == NUM_CLASSES * SMALL['train_per_class']
+    # The added images differ from each other (each has its own background).
+    added = [data for name, data in grown.items() if name not in reference]
+    assert len(set(added)) == len(added)
+
+
 @pytest.mark.parametrize('arguments', [dict(seed=-1), dict(img_size=16),
                                        dict(train_per_class=0), dict(test_per_class=0),
                                        dict(occlusion_prob=1.5)])

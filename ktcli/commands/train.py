@@ -62,5 +62,5 @@ def write_results(work_dir: Path, settings, results: list) -> None:
     """Write results.json: the settings and, per stage, the figures of the table."""
     record = dict(vars(settings), cfg_options=dict(settings.cfg_options))
     write_atomically(work_dir / RESULTS_NAME, json.dumps(
-        dict(settings=record, stages=[vars(result) for result in results]),
+        dict(settings=record, stages=[result.record() for result in results]),
         indent=2, default=str))

@@ -1,14 +1,16 @@
 """Plan, train and score a sequence of stages, reusing finished ones and resuming others."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from rich.console import Console
 
 from ..errors import UserError, first_line
-from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
+from ..reports.ensemble_figures import ensemble_rows, topk_hits
+from ..reports.paired_statistics import percent
 from ..reports.test_outputs import cached_test_outputs
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
@@ -19,7 +21,8 @@ from .work_dir import DISTILLED, STUDENT_INDEX
 
 @dataclass
 class StageResult:
-    """What a finished stage scored, alone and with the stages before it."""
+    """What a finished stage scored, alone and with the stages before it; ``correct`` and
+    ``ensemble_correct`` say which test images it (and that ensemble) gets right."""
 
     index: int
     digest: str
@@ -28,6 +31,16 @@ class StageResult:
     ensemble_top1: float
     or_overlap: Optional[float]
     train_seconds: float
+    correct: np.ndarray = field(repr=False)
+    ensemble_correct: np.ndarray = field(repr=False)
+
+    def record(self) -> dict:
+        """The figures, JSON-ready, with the counts the accuracies come from."""
+        return dict(index=self.index, digest=self.digest, reused=self.reused,
+                    images=len(self.correct), top1_correct=int(self.correct.sum()),
+                    top1=self.top1, ensemble_top1_correct=int(self.ensemble_correct.sum()),
+                    ensemble_top1=self.ensemble_top1, or_overlap=self.or_overlap,
+                    train_seconds=self.train_seconds)
 
 
 def check_overrides(cfg, overrides) -> None:
@@ -179,8 +192,9 @@ class SequenceTrainer:
                                           settings=self.settings.to_record())
             results.append(StageResult(row.index, row.digest, was_reused, row.top1,
                                        row.ensemble_top1, row.or_overlap,
-                                       record.get('train_seconds', 0.0)))
-        self.manifest.set_sequence(results=[vars(result) for result in results])
+                                       record.get('train_seconds', 0.0), row.correct,
+                                       row.ensemble_correct))
+        self.manifest.set_sequence(results=[result.record() for result in results])
         return results
 
     def distil(self, cfg, members: List[str]) -> Optional[StageResult]:
@@ -207,10 +221,11 @@ class SequenceTrainer:
             return None
         outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
                                       stage.checkpoint, self.device)
-        top1 = topk_accuracy(outputs['logits'], outputs['labels'])
+        correct = topk_hits(outputs['logits'], outputs['labels'])
+        top1 = percent(correct.sum(), len(correct))
         record = self.manifest.update(stage.digest, top1=top1)
         return StageResult(STUDENT_INDEX, stage.digest, reused, top1, top1, None,
-                           record.get('train_seconds', 0.0))
+                           record.get('train_seconds', 0.0), correct, correct)
 
     def _link(self, stage: PlannedStage) -> None:
         """Point WORK_DIR/stage_k at the stage's directory."""
