@@ -67,8 +67,10 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     report = Report(dict(kt_version=__version__, work_dir=str(work_dir.resolve())))
     report.figures['run'] = run_figures(work_dir, stages, configs, classes, len(labels))
     report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs)
-    report.figures['sequence']['students'] = student_records(work_dir, stages, outputs, device,
-                                                             None)
+    report.figures['sequence']['students'] = [
+        {key: value.to_dict() if hasattr(value, 'to_dict') else value
+         for key, value in record.items()}
+        for record in student_records(work_dir, stages, outputs, device, None)]
     report.figures['sequence']['exports'] = exports(work_dir)
     report.figures['ablations'] = ablation_figures(work_dir, report)
     report.figures['curves'] = curve_figures(work_dir, stages, report)
