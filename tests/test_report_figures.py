@@ -118,3 +118,15 @@ def test_gradcam_refuses_an_unknown_backbone():
     model.backbone = torch.nn.Linear(2, 2)
     with pytest.raises(UserError, match='no target layer for a Linear backbone'):
         gradcam_target_layer(model)
+
+
+@pytest.mark.parametrize('model_format', ['onnx', 'torchscript'])
+def test_export_metadata_is_read_without_loading_the_model(exported, model_format, tmp_path):
+    from ktcli.reports.run_facts import export_metadata
+    from .test_export import read_back
+
+    path = exported[model_format]
+    assert export_metadata(path) == read_back(path)
+    link = tmp_path / path.name
+    link.symlink_to(path)
+    assert export_metadata(link) is None

@@ -193,13 +193,16 @@ def gallery_figures(stages: list, configs: list, members: list, classes: list, o
                     count: int, report: Report, start_task: StartTask) -> dict:
     """Section 5: the gallery's images picked from the cached outputs, then each member's
     prediction, attention map and Grad-CAM on them; one PNG strip per image."""
-    from .gallery import (GALLERY_RULE, dataset_images, gallery_steps, image_views,
-                          pick_gallery, test_dataset)
+    from .gallery import (BOTH_RIGHT, BOTH_WRONG, GALLERY_RULE, GalleryPick, dataset_images,
+                          gallery_steps, image_views, pick_gallery, test_dataset)
     from .prediction_panels import draw_strip, title_lines
 
     labels = outputs[0]['labels']
     picks = pick_gallery(outputs[0]['logits'].softmax(dim=1),
                          fuse([output['logits'] for output in outputs]), labels, count)
+    if len(stages) == 1:  # no ensemble: say what the one model did
+        kinds = {BOTH_WRONG: 'model 1 wrong', BOTH_RIGHT: 'model 1 right'}
+        picks = [GalleryPick(pick.index, kinds[pick.kind]) for pick in picks]
     images = dataset_images(test_dataset(configs[0]), picks, labels)
     advance = start_task('gallery: attention maps and Grad-CAMs',
                          gallery_steps(len(members), len(images)))

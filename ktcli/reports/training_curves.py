@@ -62,10 +62,10 @@ def curves_image(stages: Dict[str, Dict[str, List[tuple]]]) -> bytes:
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), dpi=100,
                                 squeeze=False)
     for panel, name in zip(axes.flat, names):
-        for label, scalars in stages.items():
-            if name in scalars:
+        for number, (label, scalars) in enumerate(stages.items()):
+            if name in scalars:  # a stage keeps its colour in every panel
                 steps, values = zip(*scalars[name])
-                panel.plot(steps, values, label=label, linewidth=1.2,
+                panel.plot(steps, values, label=label, linewidth=1.2, color=f'C{number % 10}',
                            marker='o' if len(steps) < 20 else None, markersize=3)
         panel.set_title(name)
         panel.set_xlabel('iteration')
