@@ -31,8 +31,7 @@ def report(
     gallery of test images with every stage's prediction, attention map and Grad-CAM;
     per-class accuracy and confusions; calibration (ECE, NLL, reliability).
 
-    Nothing is trained: test outputs come from each stage's cache (computed once where
-    missing); only the gallery's maps are computed.
+    Nothing is trained: cached test outputs are reused; only the gallery's maps are computed.
     """
     console = Console()
     with exit_on_user_error():
