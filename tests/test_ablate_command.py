@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from .conftest import REPO
@@ -61,21 +62,84 @@ def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, tra
         assert by_label[label].name == (trained_work_dir / f'stage_{index}').resolve().name
         assert max((serial[key].float() - parallel[key].float()).abs().max().item()
                    for key in serial) < 1e-5
-    rows = json.loads((tmp_path / 'work' / 'ablate_n.json').read_text())['rows']
+    figures = json.loads((tmp_path / 'work' / 'ablate_n.json').read_text())
+    rows = figures['rows']
     assert rows['Single (Ours)'][0] == rows['Single (Base)'][0]
     assert rows['Ensemble (Ours)'][0] == rows['Ensemble (Base)'][0]
     assert all(len(per_n) == 3 for per_n in rows.values())
     assert 'Ensemble (Ours)' in result.stdout
     assert (tmp_path / 'work' / 'ablate_n.png').read_bytes()[:4] == b'\x89PNG'
+    check_paired_figures(figures, by_label, result.stdout)
 
 
-def test_ablate_alpha_shares_stage_one_across_values(tmp_path, demo_root):
-    result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0.1,1', '--n', '2')
+def stage_correct(stage_dir: Path) -> torch.Tensor:
+    """Which test images a stage classifies correctly, from its cached outputs."""
+    outputs = torch.load(stage_dir / 'test_outputs.pt', weights_only=True)['outputs']
+    return outputs['logits'].argmax(1) == outputs['labels']
+
+
+def check_paired_figures(figures: dict, by_label: dict, stdout: str) -> None:
+    """The Δ rows of a one-seed ablation: counts from the stages' cached test outputs, the
+    table's verdict words, and the error bars the figure is drawn with."""
+    from ktcli.reports.ablation_plots import draw_figure
+    assert figures['images'] == 40
+    ours_2, base_2 = stage_correct(by_label['2/3']), stage_correct(by_label['Base 2/3'])
+    single = figures['differences']['Δ Single (Ours − Base)']
+    assert single[0] is None  # N = 1: the same model
+    counts = single[1]['per_seed'][0]
+    assert (counts['first_correct'], counts['second_correct']) == (int(ours_2.sum()),
+                                                                  int(base_2.sum()))
+    assert (counts['first_only'], counts['second_only']) == (int((ours_2 & ~base_2).sum()),
+                                                            int((~ours_2 & base_2).sum()))
+    assert single[1]['difference'] == 100 * (int(ours_2.sum()) - int(base_2.sum())) / 40
+    assert figures['rows']['Single (Ours)'][1]['correct'] == [int(ours_2.sum())]
+    assert figures['rows']['Single (Ours)'][1]['top1'] == 100 * int(ours_2.sum()) / 40
+    table = stdout[stdout.index('Δ Single (Ours − Base)'):]
+    for label, per_n in figures['differences'].items():
+        assert label in stdout
+        for comparison in per_n[1:]:
+            assert comparison['ci_low'] <= comparison['difference'] <= comparison['ci_high']
+            assert comparison['verdict'] in ('Ours ahead', 'Base ahead', 'not resolved')
+            assert comparison['verdict'] in table
+    assert 'shared model 1' in table
+    assert 'resolves differences of about ±' in ' '.join(stdout.split())
+    # The figure's error bars span the intervals its JSON holds.
+    figure = draw_figure(figures['figure'])
+    accuracy_axes = figure.axes[0]
+    for container, (label, curve) in zip(accuracy_axes.containers,
+                                         figures['figure']['panels'][0]['curves'].items()):
+        assert container.get_label() == label
+        bars = container.lines[2][0].get_segments()
+        assert [s[0][1] for s in bars] == pytest.approx(curve['low'])
+        assert [s[1][1] for s in bars] == pytest.approx(curve['high'])
+        assert all(low <= y <= high for y, low, high in zip(curve['y'], curve['low'],
+                                                            curve['high']))
+    assert any(high > low for curve in figures['figure']['panels'][0]['curves'].values()
+               for low, high in zip(curve['low'], curve['high']))
+
+
+def test_ablate_alpha_shares_stage_one_and_compares_with_alpha_0(tmp_path, demo_root):
+    result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0,1', '--n', '2')
     assert '3 distinct stages: 0 reused, 3 to train' in result.stdout
     assert len(finished_stages(tmp_path / 'work')) == 3
     figures = json.loads((tmp_path / 'work' / 'ablate_alpha.json').read_text())['figures']
-    assert set(figures) == {'0.1', '1.0'}
+    assert set(figures) == {'0.0', '1.0'}
+    assert figures['0.0']['ensemble_vs_alpha_0'] is None
+    comparison = figures['1.0']['ensemble_vs_alpha_0']
+    assert (comparison['first'], comparison['second']) == ('alpha 1', 'alpha 0')
+    assert comparison['per_seed'][0]['first_correct'] == figures['1.0']['ensemble']['correct'][0]
+    assert comparison['per_seed'][0]['second_correct'] == \
+        figures['0.0']['ensemble']['correct'][0]
+    assert comparison['verdict'] in ('alpha 1 ahead', 'alpha 0 ahead', 'not resolved')
+    assert 'Δ Ensemble (alpha − 0)' in result.stdout and comparison['verdict'] in result.stdout
     assert (tmp_path / 'work' / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_ablate_alpha_trains_alpha_0_as_the_reference_when_missing(tmp_path, demo_root):
+    result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0.1,1', '--n', '2',
+                       '--dry-run')
+    assert 'alpha 0 (cross-entropy only) is trained too' in result.stdout
+    assert '4 distinct stages: 0 reused, 4 to train' in result.stdout
 
 
 def test_seed_replicates_share_no_stage(tmp_path, demo_root):

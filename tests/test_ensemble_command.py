@@ -47,6 +47,32 @@ def test_figures_equal_a_direct_computation_from_the_cache(work_dir, tmp_path):
     assert (tmp_path / 'e.csv').read_text().splitlines()[0].startswith('index,digest,top1')
 
 
+def test_the_ensemble_is_compared_with_its_best_member_and_its_errors_described(work_dir,
+                                                                               tmp_path):
+    log = ' '.join(invoke(str(work_dir), '--json', str(tmp_path / 'e.json')).output.split())
+    figures = json.loads((tmp_path / 'e.json').read_text())
+    first, second = cached(work_dir, 1), cached(work_dir, 2)
+    labels = first['labels']
+    right = [m['logits'].argmax(1) == labels for m in (first, second)]
+    fused = ((first['logits'].softmax(1) + second['logits'].softmax(1)) / 2).argmax(1) == labels
+    best = 0 if right[0].sum() >= right[1].sum() else 1
+    comparison = figures['ensemble_against_best_member']
+    assert (comparison['first'], comparison['second']) == ('ensemble', f'stage {best + 1}')
+    assert (comparison['images'], comparison['first_correct'], comparison['second_correct']) \
+        == (40, int(fused.sum()), int(right[best].sum()))
+    assert (comparison['first_only'], comparison['second_only']) == (
+        int((fused & ~right[best]).sum()), int((~fused & right[best]).sum()))
+    assert comparison['verdict'] in log and 'against its best member' in log
+    errors = figures['error_structure']
+    assert errors['oracle_correct'] == int((right[0] | right[1]).sum())
+    [pair] = errors['pairs']
+    wrong = torch.stack([(~r).float() for r in right])
+    assert pair['error_correlation'] == pytest.approx(torch.corrcoef(wrong)[0, 1].item())
+    assert pair['or_overlap'] == pytest.approx(figures['stages'][1]['or_overlap'])
+    assert f'oracle top-1 (any member right) {errors["oracle_top1"]:.2f}' in log
+    assert 'resolves differences of about ±' in figures['resolution']
+
+
 def test_later_reports_use_the_cache_without_a_forward_pass(work_dir, tmp_path, monkeypatch):
     invoke(str(work_dir))
 

@@ -79,6 +79,17 @@ def test_int8_file_carries_its_real_accuracy_figures(int8_export, work_dir, expo
     for key in ('agreement', 'fp32_top1', 'top1'):
         assert stored[key] == pytest.approx(measured[key], abs=1e-3), key
     assert stored['delta'] == pytest.approx(stored['top1'] - stored['fp32_top1'], abs=1e-3)
+    # The difference with its paired interval, from counts.
+    comparison = stored['comparison']
+    assert (comparison['first'], comparison['second'], comparison['images']) == ('int8', 'fp32',
+                                                                                 40)
+    assert 100 * comparison['first_correct'] / 40 == stored['top1']
+    assert 100 * comparison['second_correct'] / 40 == stored['fp32_top1']
+    assert comparison['difference'] == stored['delta']
+    assert comparison['ci_low'] <= stored['delta'] <= comparison['ci_high']
+    assert comparison['first_only'] + comparison['second_only'] <= \
+        round(40 * (100 - stored['agreement']) / 100)
+    assert comparison['verdict'] in log and 'McNemar p' in log
     # The fp32 graph's check, then the figures, as printed.
     assert 'onnx int8 export of stages 1, 2, 3' in log and 'its fp32 graph checked' in log
     assert 'int8 accuracy check in a fresh process on the 40 test images' in log

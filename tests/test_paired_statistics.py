@@ -175,3 +175,17 @@ def test_error_structure_of_three_members():
     assert by_pair[1, 2]['error_correlation'] == pytest.approx(0.375)
     # A and C: E[eA eC] = 0.2, C's mean 0.4: (0.2 - 0.08) / sqrt(0.16 * 0.24).
     assert by_pair[1, 3]['error_correlation'] == pytest.approx(0.12 / math.sqrt(0.16 * 0.24))
+
+
+def test_the_benchmark_times_one_seed_and_several(capsys):
+    import importlib.util
+
+    from .conftest import REPO
+    spec = importlib.util.spec_from_file_location('benchmark_statistics',
+                                                  REPO / 'tools' / 'benchmark_statistics.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(['--images', '200', '--resamples', '500', '--seeds', '2'])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(':')[0] for line in lines] == ['one seed', '2 seeds']
+    assert all('200 images x 500 resamples in' in line for line in lines)

@@ -13,8 +13,7 @@ if importlib.util.find_spec('ktcli') is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.data.demo import DEMO_CLASSES, make_demo_dataset  # noqa: E402
-from ktcli.data.demo.dataset import (DEFAULT_TEST_PER_CLASS,  # noqa: E402
-                                     DEFAULT_TRAIN_PER_CLASS)
+from ktcli.data.specs import DEMO_TEST_PER_CLASS, DEMO_TRAIN_PER_CLASS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,9 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0, help='the random seed')
     parser.add_argument('--img-size', type=int, default=80,
                         help='the side of the square images, in pixels')
-    parser.add_argument('--train-per-class', type=int, default=DEFAULT_TRAIN_PER_CLASS,
+    parser.add_argument('--train-per-class', type=int, default=DEMO_TRAIN_PER_CLASS,
                         help='training images per species')
-    parser.add_argument('--test-per-class', type=int, default=DEFAULT_TEST_PER_CLASS,
+    parser.add_argument('--test-per-class', type=int, default=DEMO_TEST_PER_CLASS,
                         help='test images per species')
     parser.add_argument('--occlusion-prob', type=float, default=0.25,
                         help='share of images with one body region covered')

@@ -4,7 +4,7 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
 from .training_options import TrainingOptions, finite_non_negative, with_training_options
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
                          no_args_is_help=True)
@@ -33,25 +36,32 @@ def mean_std(values: Sequence[float]) -> tuple:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def cell(values: Sequence[float]) -> str:
+def cell(values: Sequence[float], digits: int = 2) -> str:
     """``mean ± std`` over seeds, or the value for one seed."""
     mean, std = mean_std(values)
-    return f'{mean:.2f} ± {std:.2f}' if len(values) > 1 else f'{mean:.2f}'
+    return f'{mean:.{digits}f} ± {std:.{digits}f}' if len(values) > 1 else f'{mean:.{digits}f}'
 
 
 @ablate_app.command('alpha')
 @with_training_options
 def ablate_alpha(
     options: TrainingOptions,
-    values: str = typer.Option('0,0.05,0.1,0.5,1,5', help='The alpha values (Table 2).'),
+    values: str = typer.Option('0,0.05,0.1,0.5,1,5', help='The alpha values (Table 2); 0, '
+                               'the reference every other alpha is compared with, is added '
+                               'when missing.'),
     n: int = typer.Option(2, min=2, help='Models per sequence.'),
     seeds: str = typer.Option('0', help='Repeat over these seeds; cells show mean ± std.'),
 ) -> None:
-    """Ensemble top-1 of an N-model sequence for each alpha; stage 1 is shared by all."""
+    """Ensemble top-1 of an N-model sequence for each alpha, each compared with alpha 0
+    (the cross-entropy-only sequence) on the same test images; stage 1 is shared by all."""
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
         alphas = parse_numbers(values, float, '--values')
+        if 0 not in alphas:
+            alphas.insert(0, 0.0)
+            console.print('alpha 0 (cross-entropy only) is trained too: every alpha is '
+                          'compared with it')
         seed_list = parse_numbers(seeds, int, '--seeds')
         root = options.prepared_data_root(console)
         work_dir = options.default_work_dir('ablate_')
@@ -64,33 +74,54 @@ def ablate_alpha(
                                   options.dry_run)
         if trained is None:
             return
-        figures: Dict[float, Dict[str, List[float]]] = {
-            alpha: dict(ensemble=[], last_single=[], or_overlap=[]) for alpha in alphas}
+        last = {alpha: [] for alpha in alphas}
         for (alpha, _), results in zip(runs, trained):
-            last = results[-1]
-            figures[alpha]['ensemble'].append(last.ensemble_top1)
-            figures[alpha]['last_single'].append(last.top1)
-            figures[alpha]['or_overlap'].append(last.or_overlap)
+            last[alpha].append(results[-1])
 
+        from ..reports.paired_statistics import compare_replicates, estimate_accuracy
+        ensembles = {a: estimate_accuracy(correct_of(last[a], 'ensemble_correct'))
+                     for a in alphas}
+        singles = {a: estimate_accuracy(correct_of(last[a], 'correct')) for a in alphas}
+        reference = correct_of(last[0.0], 'ensemble_correct')
+        differences = {a: compare_replicates(correct_of(last[a], 'ensemble_correct'), reference,
+                                             f'alpha {a:g}', 'alpha 0')
+                       for a in alphas if a != 0}
+        images = ensembles[0.0].images
         table = Table(title=f'Ensemble top-1 of {n} models vs alpha ({options.backbone}, '
                       f'{options.spec().title}, {options.weighting.value} weighting, '
-                      f'seeds {seeds})')
-        table.add_column('alpha', justify='right')
+                      f'seeds {seeds})',
+                      caption=caption(differences.values(), images, len(seed_list),
+                                      'Δ: each alpha − alpha 0, 95% paired interval'))
+        table.add_column('alpha', justify='right', no_wrap=True)
         for alpha in alphas:
             table.add_column(f'{alpha:g}', justify='right')
-        for label, key in (('Ensemble top-1', 'ensemble'), (f'Model {n} top-1', 'last_single'),
-                           (f'Model {n} OR overlap', 'or_overlap')):
-            table.add_row(label, *[cell(figures[alpha][key]) for alpha in alphas])
+        table.add_row('Ensemble top-1', *[cell(ensembles[a].per_seed) for a in alphas])
+        table.add_row('Δ Ensemble (alpha − 0)', *[
+            difference_cell(differences[a]) if a else 'reference' for a in alphas])
+        table.add_row(f'Model {n} top-1', *[cell(singles[a].per_seed) for a in alphas])
+        table.add_row(f'Model {n} OR overlap',
+                      *[cell([r.or_overlap for r in last[a]], 4) for a in alphas])
         console.print(table)
 
-        from ..reports.ablation_plots import plot_curves
+        from ..reports.ablation_plots import curve, plot_figure
         trainer_dir = runs[0][1].work_dir
-        write_json(trainer_dir / 'ablate_alpha.json', dict(n=n, seeds=seed_list, alphas=alphas,
-                                                           figures=figures))
-        plot_curves(trainer_dir / 'ablate_alpha.png', alphas,
-                    {'ensemble': [mean_std(figures[a]['ensemble'])[0] for a in alphas]},
-                    {'ensemble': [mean_std(figures[a]['ensemble'])[1] for a in alphas]},
-                    'alpha', f'{n}-model ensemble vs alpha', symlog=True)
+        figure = dict(x=alphas, xlabel='alpha', title=f'{n}-model ensemble vs alpha', symlog=True,
+                      panels=[dict(ylabel='top-1 (%), 95% interval', curves={
+                          'ensemble': curve([ensembles[a] for a in alphas])}),
+                          dict(ylabel='Δ top-1 vs alpha 0 (points)', zero_line=True, curves={
+                              'ensemble − alpha 0': curve([differences.get(a) for a in alphas],
+                                                          'difference')})])
+        write_json(trainer_dir / 'ablate_alpha.json', dict(
+            n=n, seeds=seed_list, alphas=alphas, images=images,
+            resolution=resolution_of(differences.values(), images, len(seed_list)),
+            figures={alpha: dict(ensemble=ensembles[alpha].to_dict(),
+                                 last_single=singles[alpha].to_dict(),
+                                 or_overlap=[r.or_overlap for r in last[alpha]],
+                                 ensemble_vs_alpha_0=differences[alpha].to_dict()
+                                 if alpha else None)
+                     for alpha in alphas},
+            figure=figure))
+        plot_figure(trainer_dir / 'ablate_alpha.png', figure)
         console.print(f'written: {trainer_dir / "ablate_alpha.json"}, '
                       f'{trainer_dir / "ablate_alpha.png"} ({time.monotonic() - started:.0f} s)')
 
@@ -106,8 +137,8 @@ def ablate_n(
 ) -> None:
     """Single and ensemble top-1 for N = 1..max, for models trained independently
     ("Base": cross-entropy only, seeded like the stages of a sequence) and for one
-    OR-loss sequence ("Ours"). Every N comes from prefixes of the two runs, and they
-    share model 1."""
+    OR-loss sequence ("Ours"), and Ours − Base at each N with its 95% paired interval,
+    p and verdict. Every N comes from prefixes of the two runs, and they share model 1."""
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
@@ -124,40 +155,88 @@ def ablate_n(
         trained = train_sequences(sequences, console, options.dry_run)
         if trained is None:
             return
-        rows = {label: [[] for _ in range(max_n)] for label in (
-            'Single (Base)', 'Ensemble (Base)', 'Single (Ours)', 'Ensemble (Ours)')}
-        overlaps = dict(base=[], ours=[])
+        by_name = dict(Base=[], Ours=[])
         for (_, _, independent), results in zip(sequences, trained):
-            name = 'Base' if independent else 'Ours'
-            for position, result in enumerate(results):
-                rows[f'Single ({name})'][position].append(result.top1)
-                rows[f'Ensemble ({name})'][position].append(result.ensemble_top1)
-            overlaps[name.lower()] += [r.or_overlap for r in results[1:]]
+            by_name['Base' if independent else 'Ours'].append(results)
+
+        from ..reports.paired_statistics import compare_replicates, estimate_accuracy
+        sizes = list(range(1, max_n + 1))
+        rows, differences = {}, {}
+        for kind, attribute in (('Single', 'correct'), ('Ensemble', 'ensemble_correct')):
+            per_name = {name: [correct_of([r[k] for r in by_name[name]], attribute)
+                               for k in range(max_n)] for name in ('Base', 'Ours')}
+            for name in ('Base', 'Ours'):
+                rows[f'{kind} ({name})'] = [estimate_accuracy(c) for c in per_name[name]]
+            # N = 1 is model 1 in both: nothing to compare.
+            differences[f'Δ {kind} (Ours − Base)'] = [None] + [
+                compare_replicates(per_name['Ours'][k], per_name['Base'][k])
+                for k in range(1, max_n)]
+        overlaps = {name.lower(): [r.or_overlap for results in by_name[name] for r in results[1:]]
+                    for name in ('Base', 'Ours')}
+        compared = [c for per_n in differences.values() for c in per_n if c is not None]
+        images = rows['Single (Base)'][0].images
 
         table = Table(title=f'Single and ensemble top-1 vs N ({options.backbone}, '
-                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds})')
-        table.add_column('N', justify='left')
-        for size in range(1, max_n + 1):
+                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds})',
+                      caption=caption(compared, images, len(seed_list),
+                                      'Δ: Ours − Base, 95% paired interval'))
+        table.add_column('N', justify='left', no_wrap=True)
+        for size in sizes:
             table.add_column(str(size), justify='right')
-        for label, per_n in rows.items():
-            table.add_row(label, *[cell(values) for values in per_n])
+        for label in ('Single (Base)', 'Ensemble (Base)', 'Single (Ours)', 'Ensemble (Ours)'):
+            table.add_row(label, *[cell(estimate.per_seed) for estimate in rows[label]])
+        for label, per_n in differences.items():
+            table.add_row(label, *[difference_cell(c) if c else 'shared model 1'
+                                   for c in per_n])
         console.print(table)
         if max_n > 1:
             console.print('mean OR overlap of models 2..N with the models before them: '
                           f'Base {statistics.mean(overlaps["base"]):.4f}, '
                           f'Ours {statistics.mean(overlaps["ours"]):.4f}')
 
-        from ..reports.ablation_plots import plot_curves
+        from ..reports.ablation_plots import curve, plot_figure
         trainer_dir = runs[0].work_dir
-        write_json(trainer_dir / 'ablate_n.json', dict(alpha=alpha, seeds=seed_list,
-                                                       rows=rows, or_overlap=overlaps))
-        sizes = list(range(1, max_n + 1))
-        plot_curves(trainer_dir / 'ablate_n.png', sizes,
-                    {label: [mean_std(v)[0] for v in per_n] for label, per_n in rows.items()},
-                    {label: [mean_std(v)[1] for v in per_n] for label, per_n in rows.items()},
-                    'N (models)', f'Base vs ours, alpha {alpha:g}')
+        figure = dict(x=sizes, xlabel='N (models)', title=f'Base vs ours, alpha {alpha:g}',
+                      panels=[dict(ylabel='top-1 (%), 95% interval', curves={
+                          label: curve(estimates) for label, estimates in rows.items()}),
+                          dict(ylabel='Ours − Base (points), 95% interval', zero_line=True,
+                               curves={label: curve(per_n, 'difference')
+                                       for label, per_n in differences.items()})])
+        write_json(trainer_dir / 'ablate_n.json', dict(
+            alpha=alpha, seeds=seed_list, images=images,
+            resolution=resolution_of(compared, images, len(seed_list)),
+            rows={label: [e.to_dict() for e in estimates] for label, estimates in rows.items()},
+            differences={label: [c and c.to_dict() for c in per_n]
+                         for label, per_n in differences.items()},
+            or_overlap=overlaps, figure=figure))
+        plot_figure(trainer_dir / 'ablate_n.png', figure)
         console.print(f'written: {trainer_dir / "ablate_n.json"}, '
                       f'{trainer_dir / "ablate_n.png"} ({time.monotonic() - started:.0f} s)')
+
+
+def correct_of(results: Sequence, attribute: str) -> 'np.ndarray':
+    """``(seeds, images)``: which test images each seed's result gets right (``correct``
+    alone, or ``ensemble_correct`` with the stages before it)."""
+    import numpy as np
+    return np.stack([getattr(result, attribute) for result in results])
+
+
+def difference_cell(comparison) -> str:
+    """A Δ cell: difference [interval], p, sign count (several seeds), verdict."""
+    from ..reports.paired_statistics import comparison_text
+    return comparison_text(comparison, cell=True)
+
+
+def resolution_of(comparisons, images: int, seeds: int) -> str:
+    """See :func:`ktcli.reports.paired_statistics.resolution`."""
+    from ..reports.paired_statistics import resolution
+    return resolution(list(comparisons), images, seeds)
+
+
+def caption(comparisons, images: int, seeds: int, what: str) -> Optional[str]:
+    """A table's caption: what its Δ rows are and what they can resolve (None without)."""
+    comparisons = list(comparisons)
+    return f'{what}; {resolution_of(comparisons, images, seeds)}' if comparisons else None
 
 
 def run_name(alpha: Optional[float] = None, seed: Optional[int] = None) -> str:

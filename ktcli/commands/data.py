@@ -10,10 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..data.check import DatasetSummary, summarise_dataset
-from ..data.demo.dataset import DEFAULT_TEST_PER_CLASS, DEFAULT_TRAIN_PER_CLASS
 from ..data.download import download_dataset
 from ..data.image_verification import unreadable_error
-from ..data.specs import DATASETS
+from ..data.specs import DATASETS, DEMO_TEST_PER_CLASS, DEMO_TRAIN_PER_CLASS
 from ..errors import exit_on_user_error
 
 DatasetName = Enum('DatasetName', [(name, name) for name in DATASETS], type=str)
@@ -31,10 +30,10 @@ def demo(
     seed: int = typer.Option(0, '--seed', min=0, help='The random seed.'),
     img_size: int = typer.Option(80, '--img-size', min=32,
                                  help='The side of the square images, in pixels.'),
-    train_per_class: int = typer.Option(DEFAULT_TRAIN_PER_CLASS, '--train-per-class', min=1,
+    train_per_class: int = typer.Option(DEMO_TRAIN_PER_CLASS, '--train-per-class', min=1,
                                         help='Training images per species.'),
     test_per_class: int = typer.Option(
-        DEFAULT_TEST_PER_CLASS, '--test-per-class', min=1,
+        DEMO_TEST_PER_CLASS, '--test-per-class', min=1,
         help='Test images per species. More only add images: the training split and the '
         'first test images stay the same.'),
 ) -> None:

@@ -73,26 +73,38 @@ def distill(
                                                   trainer.device) for m in members],
                              [m.index for m in members], [m.digest for m in members])
         stages = ','.join(str(m.index) for m in members)
-        print_student(console, rows, result.top1, f'student of stages {stages} '
+        print_student(console, rows, result, f'student of stages {stages} '
                       f'({time.monotonic() - started:.0f} s)')
 
 
-def print_student(console: Console, rows: list, student_top1: float, title: str) -> None:
-    """The members, their ensemble and the student, with the share of the gap it closes."""
-    table = Table(title=title)
-    for column in ('model', 'top-1'):
+def print_student(console: Console, rows: list, student, title: str) -> None:
+    """The members, their ensemble and the student, the student against the ensemble (95%
+    paired interval, McNemar p) and the share of the gap it closes.
+
+    Args:
+        console (Console): Where to print.
+        rows (list[EnsembleRow]): The members' rows, the last with the whole ensemble.
+        student (StageResult): The student's result.
+        title (str): The table's title.
+    """
+    from ..reports.paired_statistics import compare_paired, comparison_text, resolution
+    comparison = compare_paired(student.correct, rows[-1].ensemble_correct, 'student',
+                                'ensemble')
+    table = Table(title=title, caption=f'Δ: student − ensemble, 95% paired interval, McNemar p; '
+                  f'{resolution([comparison], comparison.images)}')
+    for column in ('model', 'top-1', 'Δ vs ensemble'):
         table.add_column(column, justify='right')
     for row in rows:
-        table.add_row(f'stage {row.index}', f'{row.top1:.2f}')
+        table.add_row(f'stage {row.index}', f'{row.top1:.2f}', '')
     ensemble_top1 = rows[-1].ensemble_top1
-    table.add_row(f'ensemble of {len(rows)}', f'{ensemble_top1:.2f}')
-    table.add_row('student', f'{student_top1:.2f}')
+    table.add_row(f'ensemble of {len(rows)}', f'{ensemble_top1:.2f}', '')
+    table.add_row('student', f'{student.top1:.2f}', comparison_text(comparison))
     console.print(table)
     mean_single = statistics.mean(row.top1 for row in rows)
     best = max(row.top1 for row in rows)
-    console.print(f'the student closes {gap_closed(student_top1, mean_single, ensemble_top1)} '
+    console.print(f'the student closes {gap_closed(student.top1, mean_single, ensemble_top1)} '
                   f'of the gap between the mean member and the ensemble, and '
-                  f'{gap_closed(student_top1, best, ensemble_top1)} of the gap between the '
+                  f'{gap_closed(student.top1, best, ensemble_top1)} of the gap between the '
                   'best member and the ensemble')
 
 

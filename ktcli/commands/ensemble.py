@@ -1,7 +1,6 @@
 """``kt ensemble``: score every stage of a work dir alone, in ensemble, and for diversity."""
 import csv
 import json
-from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -40,7 +39,7 @@ def ensemble(
     with exit_on_user_error():
         import torch
 
-        from ..reports.ensemble_figures import ensemble_rows
+        from ..reports.ensemble_figures import ensemble_rows, error_structure
         from ..reports.test_outputs import cached_test_outputs
         stages = trained_stages(work_dir, parse_models(models))
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -48,8 +47,8 @@ def ensemble(
                                        batch_size) for s in stages]
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages],
                              fusion.value)
-        table = Table(title=f'{work_dir}: {len(outputs[0]["labels"])} test images, '
-                      f'{fusion.value} fusion')
+        images = len(outputs[0]['labels'])
+        table = Table(title=f'{work_dir}: {images} test images, {fusion.value} fusion')
         for column in ('stage', 'top-1', 'top-5', 'ensemble top-1 (so far)',
                        'OR overlap with earlier', 'disagreement with earlier (%)'):
             table.add_column(column, justify='right')
@@ -58,13 +57,24 @@ def ensemble(
                           f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
                           _figure(row.disagreement))
         console.print(table)
+        against_best = ensemble_against_best_member(rows)
+        errors = error_structure(outputs, [s.index for s in stages])
+        if against_best:
+            console.print(_errors_table(rows, errors, against_best))
         students = student_records(work_dir, stages, outputs, device, batch_size)
         if students:
             console.print(_students_table(students))
-        records = [asdict(row) for row in rows]
+        records = [row.record() for row in rows]
         if json_path:
-            json_path.write_text(json.dumps(dict(fusion=fusion.value, stages=records,
-                                                 students=students), indent=2))
+            from ..reports.paired_statistics import resolution
+            compared = [against_best] + [s['against_ensemble'] for s in students]
+            json_path.write_text(json.dumps(dict(
+                fusion=fusion.value, images=images, stages=records,
+                ensemble_against_best_member=against_best and against_best.to_dict(),
+                error_structure=errors.record(),
+                resolution=resolution([c for c in compared if c], images),
+                students=[dict(s, against_ensemble=s['against_ensemble'].to_dict())
+                          for s in students]), indent=2))
         if csv_path:
             with open(csv_path, 'w', newline='') as file:
                 writer = csv.DictWriter(file, fieldnames=list(records[0]))
@@ -72,11 +82,43 @@ def ensemble(
                 writer.writerows(records)
 
 
+def ensemble_against_best_member(rows: list):
+    """The ensemble of all the rows' stages against the best of them alone (None for one
+    stage): a :class:`~ktcli.reports.paired_statistics.PairedComparison`."""
+    from ..reports.paired_statistics import compare_paired
+    if len(rows) < 2:
+        return None
+    best = max(rows, key=lambda row: row.top1)
+    return compare_paired(rows[-1].ensemble_correct, best.correct, 'ensemble',
+                          f'stage {best.index}')
+
+
+def _errors_table(rows: list, errors, against_best) -> Table:
+    """The ensemble against its best member, and how its members err together."""
+    from ..reports.paired_statistics import comparison_text, resolution
+    table = Table(title=f'ensemble of {len(rows)} against its best member ({against_best.second}'
+                  f'): {comparison_text(against_best)}',
+                  caption=f'oracle top-1 (any member right) {errors.oracle_top1:.2f}; '
+                  f'Δ with 95% paired interval, McNemar p, '
+                  f'{resolution([against_best], errors.images)}')
+    for column in ('members', 'disagreement (%)', 'error correlation', 'OR overlap'):
+        table.add_column(column, justify='right')
+    for pair in errors.pairs:
+        table.add_row(' & '.join(map(str, pair['stages'])), f'{pair["disagreement"]:.2f}',
+                      _figure(pair['error_correlation'], 3), _figure(pair['or_overlap'], 4))
+    if len(errors.pairs) > 1:
+        table.add_row('mean', _figure(errors.mean_disagreement), _figure(
+            errors.mean_error_correlation, 3), _figure(errors.mean_or_overlap, 4))
+    return table
+
+
 def student_records(work_dir: Path, stages: list, outputs: list, device: str,
                     batch_size: Optional[int]) -> List[dict]:
     """The distilled students of the ensembled stages: their top-1, their members' ensemble
-    top-1 and their best member's top-1 (``kt distill``)."""
-    from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
+    top-1 and their best member's top-1 (``kt distill``), and the student against that
+    ensemble (``against_ensemble``, a PairedComparison)."""
+    from ..reports.ensemble_figures import ensemble_rows, topk_hits
+    from ..reports.paired_statistics import compare_paired, percent
     from ..reports.test_outputs import cached_test_outputs
     from ..stages.distillation import distilled_students
     from ..stages.stage_files import read_stage_config
@@ -90,27 +132,34 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
         output = cached_test_outputs(student.dir, student.digest, student.config,
                                      student.checkpoint, device, batch_size)
         backbone = read_stage_config(student.config).model.backbone
+        member_rows = ensemble_rows(list(member_outputs), [s.index for s in member_stages],
+                                    list(student.members))
+        correct = topk_hits(output['logits'], output['labels'])
         records.append(dict(
             digest=student.digest, backbone=backbone.get('model_name', backbone.type),
-            stages=[s.index for s in member_stages],
-            top1=topk_accuracy(output['logits'], output['labels']),
-            members_ensemble_top1=ensemble_rows(list(member_outputs),
-                                                [s.index for s in member_stages],
-                                                list(student.members))[-1].ensemble_top1,
-            best_member_top1=max(topk_accuracy(o['logits'], o['labels'])
-                                 for o in member_outputs)))
+            stages=[s.index for s in member_stages], images=len(correct),
+            top1_correct=int(correct.sum()), top1=percent(correct.sum(), len(correct)),
+            members_ensemble_top1=member_rows[-1].ensemble_top1,
+            best_member_top1=max(row.top1 for row in member_rows),
+            against_ensemble=compare_paired(correct, member_rows[-1].ensemble_correct,
+                                            'student', 'ensemble')))
     return records
 
 
 def _students_table(records: List[dict]) -> Table:
     from .distill import gap_closed
-    table = Table(title='distilled students (kt distill)')
+    from ..reports.paired_statistics import comparison_text, resolution
+    comparisons = [record['against_ensemble'] for record in records]
+    table = Table(title='distilled students (kt distill)',
+                  caption='Δ: student − ensemble, 95% paired interval, McNemar p; '
+                  f'{resolution(comparisons, comparisons[0].images)}')
     for column in ('student', 'backbone', 'of stages', 'top-1', "members' ensemble",
-                   'gap closed'):
+                   'Δ', 'gap closed'):
         table.add_column(column, justify='right')
     for record in records:
         table.add_row(record['digest'], record['backbone'], ','.join(map(str, record['stages'])),
                       f'{record["top1"]:.2f}', f'{record["members_ensemble_top1"]:.2f}',
+                      comparison_text(record['against_ensemble'], cell=True),
                       gap_closed(record['top1'], record['best_member_top1'],
                                  record['members_ensemble_top1']))
     return table

@@ -167,13 +167,16 @@ def print_accuracy(console: Console, dtype: str, accuracy) -> None:
         dtype (str): The file's precision.
         accuracy (AccuracyFigures): The figures.
     """
+    from ..reports.paired_statistics import comparison_text, resolution
     console.print(f'{dtype} accuracy check in a fresh process on the {accuracy.images} test '
                   'images:', soft_wrap=True)
-    table = Table()
+    comparison = accuracy.comparison
+    table = Table(caption=f'Δ: {dtype} − fp32 top-1 (allowed ±{accuracy.top1_tolerance:g}), '
+                  f'95% paired interval, McNemar p; {resolution([comparison], accuracy.images)}')
     for column in ('images', 'top-1 agreement', 'fp32 top-1', f'{dtype} top-1', 'Δ top-1'):
         table.add_column(column, justify='right')
     table.add_row(str(accuracy.images),
                   f'{accuracy.agreement:.2f}% (≥ {accuracy.min_agreement:g}%)',
                   f'{accuracy.fp32_top1:.2f}%', f'{accuracy.top1:.2f}%',
-                  f'{accuracy.delta:+.2f} (±{accuracy.top1_tolerance:g})')
+                  comparison_text(comparison, cell=True))
     console.print(table)

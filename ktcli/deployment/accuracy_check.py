@@ -5,7 +5,9 @@ it classifies as the fp32 ensemble does. The file is run in a fresh process
 (:func:`~ktcli.deployment.export_check.run_fresh`) over the whole test split, and two figures
 decide: the share of test images on which it predicts the class the fp32 ensemble predicts
 (top-1 agreement, at least :data:`MIN_AGREEMENT` %) and the difference of their top-1
-accuracies (within :data:`TOP1_TOLERANCE` points either way). The fp32 ensemble's
+accuracies (within :data:`TOP1_TOLERANCE` points either way). That difference comes with its
+95% paired interval and McNemar's p (:mod:`~ktcli.reports.paired_statistics`), so a reader
+sees whether the test split can resolve it at all. The fp32 ensemble's
 predictions are its members' cached test outputs fused (what ``kt train`` and ``kt ensemble``
 report, computed once per stage and kept in its directory), so the check costs one pass of
 the reduced-precision file. Only the class probabilities are judged; attention maps are not
@@ -17,6 +19,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..reports.paired_statistics import PairedComparison, compare_paired, percent
 from ..reports.test_outputs import cached_test_outputs
 from .ensemble_module import StageEnsemble, fused_probabilities
 from .export_check import ExportCheckError, run_fresh
@@ -53,6 +56,8 @@ class AccuracyFigures:
         delta (float): ``top1 - fp32_top1``, in points.
         min_agreement (float): The threshold it was held to.
         top1_tolerance (float): The threshold it was held to.
+        comparison (PairedComparison): The file against the fp32 ensemble:
+            the counts, ``delta`` with its 95% paired interval, McNemar's p.
     """
 
     images: int
@@ -62,6 +67,7 @@ class AccuracyFigures:
     delta: float
     min_agreement: float
     top1_tolerance: float
+    comparison: PairedComparison
 
     @property
     def passed(self) -> bool:
@@ -74,15 +80,16 @@ class AccuracyFigures:
         return (f'on {self.images} test images its top-1 agrees with the fp32 ensemble on '
                 f'{self.agreement:.2f}% (at least {self.min_agreement:g}% needed) and its top-1 '
                 f'is {self.top1:.2f}% against {self.fp32_top1:.2f}% (Δ {self.delta:+.2f} points, '
-                f'allowed ±{self.top1_tolerance:g})')
+                f'allowed ±{self.top1_tolerance:g}; 95% interval [{self.comparison.ci_low:+.2f}, '
+                f'{self.comparison.ci_high:+.2f}])')
 
     def to_dict(self) -> dict:
         """A JSON-ready copy (the file's metadata keeps it)."""
-        return asdict(self)
+        return dict(asdict(self), comparison=self.comparison.to_dict())
 
 
 def figures(predicted: np.ndarray, reference: np.ndarray, labels: np.ndarray,
-            thresholds: AccuracyThresholds) -> AccuracyFigures:
+            thresholds: AccuracyThresholds, dtype: str = 'reduced') -> AccuracyFigures:
     """Compare the classes a file predicts with the fp32 ensemble's and the labels.
 
     Args:
@@ -90,16 +97,16 @@ def figures(predicted: np.ndarray, reference: np.ndarray, labels: np.ndarray,
         reference (np.ndarray): The fp32 ensemble's.
         labels (np.ndarray): The true classes.
         thresholds (AccuracyThresholds): What it is held to.
+        dtype (str): The file's precision, its name in the comparison.
+            Defaults to ``'reduced'``.
 
     Returns:
-        AccuracyFigures: The figures (percentages rounded to 1e-4).
+        AccuracyFigures: The figures (percentages from the counts).
     """
-    agreement = 100 * float(np.mean(predicted == reference))
-    fp32_top1 = 100 * float(np.mean(reference == labels))
-    top1 = 100 * float(np.mean(predicted == labels))
-    return AccuracyFigures(len(labels), round(agreement, 4), round(fp32_top1, 4), round(top1, 4),
-                           round(top1 - fp32_top1, 4), thresholds.min_agreement,
-                           thresholds.top1_tolerance)
+    comparison = compare_paired(predicted == labels, reference == labels, dtype, 'fp32')
+    return AccuracyFigures(len(labels), percent(np.sum(predicted == reference), len(labels)),
+                           comparison.second_top1, comparison.first_top1, comparison.difference,
+                           thresholds.min_agreement, thresholds.top1_tolerance, comparison)
 
 
 def fp32_predictions(ensemble: StageEnsemble) -> Tuple[np.ndarray, np.ndarray]:
@@ -160,4 +167,4 @@ def check_accuracy(path: Path, ensemble: StageEnsemble, metadata: dict,
                                'stage directories to recompute them')
     predicted = np.concatenate([outputs[f'test {k}'][0].argmax(axis=1)
                                 for k in range(len(read_labels))])
-    return figures(predicted, reference, labels, thresholds)
+    return figures(predicted, reference, labels, thresholds, metadata['dtype'])

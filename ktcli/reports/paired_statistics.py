@@ -131,38 +131,58 @@ def mcnemar_exact_p(first_only: int, second_only: int) -> float:
 
 
 @dataclass(frozen=True)
-class PairedComparison:
-    """Two prediction sets on the same test images: ``first - second`` in top-1.
+class Difference:
+    """``first - second`` in top-1, with its interval and p (see the subclasses).
 
     Attributes:
         first (str): Name of the first set (e.g. ``'Ours'``).
         second (str): Name of the second set (e.g. ``'Base'``).
-        images (int): Test images.
-        first_correct (int): Images the first set classifies correctly.
-        second_correct (int): Images the second set classifies correctly.
-        first_only (int): Discordant images only the first gets right.
-        second_only (int): Discordant images only the second gets right.
         difference (float): ``first - second`` top-1, in points.
         ci_low (float): Lower end of its bootstrap interval, in points.
         ci_high (float): Upper end.
-        p_value (float): McNemar's exact two-sided p.
+        p_value (float): Two-sided p of no difference.
         confidence (float): Confidence of the interval.
         resamples (int): Bootstrap resamples.
     """
 
     first: str
     second: str
-    images: int
-    first_correct: int
-    second_correct: int
-    first_only: int
-    second_only: int
     difference: float
     ci_low: float
     ci_high: float
     p_value: float
     confidence: float
     resamples: int
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width: about the smallest difference it resolves, in points."""
+        return (self.ci_high - self.ci_low) / 2
+
+    @property
+    def verdict(self) -> str:
+        """See :func:`verdict`."""
+        return verdict(self.ci_low, self.ci_high, self.first, self.second)
+
+
+@dataclass(frozen=True)
+class PairedComparison(Difference):
+    """Two prediction sets on the same test images (one run of each); ``p_value`` is
+    McNemar's exact p.
+
+    Attributes:
+        images (int): Test images.
+        first_correct (int): Images the first set classifies correctly.
+        second_correct (int): Images the second set classifies correctly.
+        first_only (int): Discordant images only the first gets right.
+        second_only (int): Discordant images only the second gets right.
+    """
+
+    images: int
+    first_correct: int
+    second_correct: int
+    first_only: int
+    second_only: int
 
     @property
     def first_top1(self) -> float:
@@ -174,16 +194,6 @@ class PairedComparison:
         """The second set's top-1, in %."""
         return percent(self.second_correct, self.images)
 
-    @property
-    def half_width(self) -> float:
-        """Half the interval's width: the smallest difference it can resolve, in points."""
-        return (self.ci_high - self.ci_low) / 2
-
-    @property
-    def verdict(self) -> str:
-        """See :func:`verdict`."""
-        return verdict(self.ci_low, self.ci_high, self.first, self.second)
-
     def to_dict(self) -> Dict[str, object]:
         """A JSON-ready copy, with the percentages, half-width and verdict."""
         return dict(asdict(self), first_top1=self.first_top1, second_top1=self.second_top1,
@@ -191,32 +201,17 @@ class PairedComparison:
 
 
 @dataclass(frozen=True)
-class ReplicateComparison:
-    """``first - second`` over independent replicates (seeds) on the same test images.
+class ReplicateComparison(Difference):
+    """``first - second`` over independent replicates (seeds) on the same test images:
+    ``difference`` is the mean of the per-seed differences, the interval the two-level
+    bootstrap's and ``p_value`` its two-sided p (with one seed: the image-level interval
+    and McNemar's exact p).
 
     Attributes:
-        first (str): Name of the first set.
-        second (str): Name of the second set.
         per_seed (tuple[PairedComparison, ...]): Each seed's comparison.
-        difference (float): Mean of the per-seed differences, in points.
-        ci_low (float): Lower end of the two-level bootstrap interval (with
-            one seed, the image-level one), in points.
-        ci_high (float): Upper end.
-        p_value (float): Two-level bootstrap two-sided p; with one seed,
-            McNemar's exact p.
-        confidence (float): Confidence of the interval.
-        resamples (int): Bootstrap resamples.
     """
 
-    first: str
-    second: str
     per_seed: Tuple[PairedComparison, ...]
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    confidence: float
-    resamples: int
 
     @property
     def seeds(self) -> int:
@@ -238,16 +233,6 @@ class ReplicateComparison:
         """E.g. ``'Ours ahead in 3 of 3 seeds'``."""
         return f'{self.first} ahead in {self.ahead} of {self.seeds} seed' + (
             's' if self.seeds > 1 else '')
-
-    @property
-    def half_width(self) -> float:
-        """Half the interval's width, in points."""
-        return (self.ci_high - self.ci_low) / 2
-
-    @property
-    def verdict(self) -> str:
-        """See :func:`verdict`."""
-        return verdict(self.ci_low, self.ci_high, self.first, self.second)
 
     def to_dict(self) -> Dict[str, object]:
         """A JSON-ready copy, with the half-width, sign count and verdict."""
@@ -320,9 +305,10 @@ def compare_paired(first_correct, second_correct, first: str = 'Ours', second: s
     first_only, second_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     low, high = _interval(bootstrap_means(a.astype(np.int64) - b, resamples, seed), confidence)
     return PairedComparison(
-        first, second, len(a), int(a.sum()), int(b.sum()), first_only, second_only,
-        percent(first_only - second_only, len(a)), low, high,
-        mcnemar_exact_p(first_only, second_only), confidence, resamples)
+        first=first, second=second, difference=percent(first_only - second_only, len(a)),
+        ci_low=low, ci_high=high, p_value=mcnemar_exact_p(first_only, second_only),
+        confidence=confidence, resamples=resamples, images=len(a), first_correct=int(a.sum()),
+        second_correct=int(b.sum()), first_only=first_only, second_only=second_only)
 
 
 def compare_replicates(first_correct, second_correct, first: str = 'Ours',
@@ -335,11 +321,8 @@ def compare_replicates(first_correct, second_correct, first: str = 'Ours',
             first set, one row per seed (a single vector means one seed).
         second_correct (array-like): The same for the second set, same seeds
             and images in the same order.
-        first (str): Name of the first set. Defaults to ``'Ours'``.
-        second (str): Name of the second set. Defaults to ``'Base'``.
-        confidence (float): Of the interval. Defaults to 0.95.
-        resamples (int): Bootstrap resamples. Defaults to 10,000.
-        seed (int): Seed of the resampling. Defaults to 0.
+        first, second, confidence, resamples, seed: As for
+            :func:`compare_paired`.
 
     Returns:
         ReplicateComparison: The mean difference, its two-level interval,
@@ -357,8 +340,9 @@ def compare_replicates(first_correct, second_correct, first: str = 'Ours',
         means = bootstrap_means(a.astype(np.int64) - b, resamples, seed)
         (low, high), p_value = _interval(means, confidence), _bootstrap_p(means)
     difference = percent(int(a.sum()) - int(b.sum()), a.size)
-    return ReplicateComparison(first, second, per_seed, difference, low, high, p_value,
-                               confidence, resamples)
+    return ReplicateComparison(first=first, second=second, difference=difference, ci_low=low,
+                               ci_high=high, p_value=p_value, confidence=confidence,
+                               resamples=resamples, per_seed=per_seed)
 
 
 def estimate_accuracy(correct, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
@@ -383,22 +367,23 @@ def p_text(p_value: float) -> str:
     return 'p < 0.001' if p_value < 0.001 else f'p {p_value:.3f}'
 
 
-def comparison_text(comparison, separator: str = ', ') -> str:
+def comparison_text(comparison, cell: bool = False) -> str:
     """A comparison in words: difference, interval, p, (sign count,) verdict.
 
     Args:
         comparison (PairedComparison | ReplicateComparison): The comparison.
-        separator (str): Between the parts; ``'\\n'`` for a table cell.
-            Defaults to ``', '``.
+        cell (bool): One part per line, for a table cell. Defaults to False.
 
     Returns:
         str: E.g. ``'+1.53 [+0.41, +2.66], p 0.008, Ours ahead'``.
     """
-    parts = [f'{comparison.difference:+.2f} [{comparison.ci_low:+.2f}, '
-             f'{comparison.ci_high:+.2f}]', p_text(comparison.p_value)]
+    interval = f'[{comparison.ci_low:+.2f}, {comparison.ci_high:+.2f}]'
+    parts = [f'{comparison.difference:+.2f}', interval] if cell else [
+        f'{comparison.difference:+.2f} {interval}']
+    parts.append(p_text(comparison.p_value))
     if getattr(comparison, 'seeds', 1) > 1:
         parts.append(comparison.sign_count)
-    return separator.join(parts + [comparison.verdict])
+    return ('\n' if cell else ', ').join(parts + [comparison.verdict])
 
 
 def resolution(comparisons: Sequence, images: int, seeds: int = 1) -> str:

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..specs import DEMO_TEST_PER_CLASS, DEMO_TRAIN_PER_CLASS
 from .scene import background_textures, render_specimen
 from .species import DEMO_CLASSES
 
 MANIFEST_NAME = 'kt_demo.json'
 JPEG_QUALITY = 92
-DEFAULT_TRAIN_PER_CLASS = 60
-# 200 test images per species (4,000 in all): enough for the README's 3-seed ablation to
-# resolve about one point between Ours' and Base's ensembles (docs/demo-results.md).
-DEFAULT_TEST_PER_CLASS = 200
 # A species' backgrounds are drawn in blocks: the first holds its training images and its
 # first TEXTURE_BLOCK test images, each later one TEXTURE_BLOCK more test images. So a
 # larger test split adds images and leaves the training split and the smaller test split
@@ -116,8 +113,8 @@ def _background_pairs(seed: int, label: int, train_per_class: int, test_per_clas
 
 
 def make_demo_dataset(out_dir: str | Path, seed: int = 0, img_size: int = 80,
-                      train_per_class: int = DEFAULT_TRAIN_PER_CLASS,
-                      test_per_class: int = DEFAULT_TEST_PER_CLASS,
+                      train_per_class: int = DEMO_TRAIN_PER_CLASS,
+                      test_per_class: int = DEMO_TEST_PER_CLASS,
                       occlusion_prob: float = 0.25) -> Path:
     """Write the demo dataset in CUB-200-2011's layout.
 
