@@ -8,6 +8,7 @@ from .commands.distill import distill
 from .commands.ensemble import ensemble
 from .commands.export import export
 from .commands.predict import predict
+from .commands.report import report
 from .commands.status import status
 from .commands.train import train
 from .commands.visualize import visualize
@@ -25,6 +26,7 @@ app.command()(status)
 app.command()(visualize)
 app.command()(export)
 app.command()(predict)
+app.command()(report)
 app.add_typer(data_app, name='data', help='Make, download and check datasets.')
 app.add_typer(ablate_app, name='ablate')
 

@@ -1,19 +1,24 @@
 """``kt visualize``: where each model of a sequence looks, image by image."""
 import io
 import random
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
-from ..errors import UserError, builds_from, exit_on_user_error, first_line
+from ..errors import UserError, exit_on_user_error
 from ..stages.work_dir import parse_models, trained_stages
 from ..writing import write_atomically
 from .training_options import STAGE_DATA_ROOT
 
 CELL = 192
-TITLE = 28
+
+
+class Method(str, Enum):
+    attention = 'attention'
+    gradcam = 'gradcam'
 
 
 def visualize(
@@ -27,80 +32,51 @@ def visualize(
     models: Optional[str] = typer.Option(
         None, help='Stages to show, e.g. 1,2 (default: all finished ones).'),
     data_root: Optional[Path] = STAGE_DATA_ROOT,
+    method: Method = typer.Option(
+        Method.attention, help="attention: each stage's normalised SpatialAttention map (what "
+        "the OR-loss acts on); gradcam: Grad-CAM of its predicted class (pytorch-grad-cam, "
+        "the paper's Figure 5), at the backbone's last feature map."),
 ) -> None:
-    """One row per image: the image as the models see it (the test pipeline's crop), then
-    each stage's normalised attention map (SpatialAttention, upsampled) overlaid as a heat
-    map, titled with that stage's predicted class and confidence."""
+    """One row per image: the image as the models see it (the test pipeline's crop) with
+    its true class and the ensemble's prediction, then each stage's map overlaid as a heat
+    map, titled with that stage's predicted class and probability, framed green where it
+    is right and red where it is wrong."""
     console = Console()
     with exit_on_user_error():
         from PIL import Image
         if out.suffix.lower() not in Image.registered_extensions():
             raise UserError(f'--out {out} needs an image suffix PIL writes, e.g. .png or .jpg')
         stages = trained_stages(work_dir, parse_models(models))
-        grid = attention_grid(stages, images, count, seed, data_root)
+        grid, shown = prediction_grid(stages, images, count, seed, method.value, data_root)
         picture = io.BytesIO()
         grid.save(picture, format=Image.registered_extensions()[out.suffix.lower()])
         write_atomically(out, picture.getvalue())
-        console.print(f'wrote {out}: {grid.height // (CELL + TITLE)} images x '
-                      f'{len(stages)} stages')
+        console.print(f'wrote {out}: {shown} images x {len(stages)} stages ({method.value})',
+                      soft_wrap=True)
 
 
-def attention_grid(stages: list, images: Optional[List[Path]], count: int, seed: int,
-                   data_root: Optional[Path] = None):
-    """Draw the grid (a PIL image) for ``stages`` on ``images`` or picked test images (of
-    their data, in ``data_root`` or a folder found to hold it)."""
-    import numpy as np
-    import torch
-    from mmengine.dataset import Compose
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import DATASETS
-    from PIL import Image, ImageDraw
-
-    from registry_plugins import load_trained_model
-
+def prediction_grid(stages: list, images: Optional[List[Path]], count: int, seed: int,
+                    method: str, data_root: Optional[Path] = None):
+    """The grid (a PIL image) for ``stages`` on ``images`` or picked test images (of their
+    data, in ``data_root`` or a folder found to hold it), and how many images it shows."""
     from ..deployment.ensemble_module import class_names_of
-    from ..reports.attention_overlay import overlay_attention
+    from ..reports.gallery import (GalleryImage, image_views, labelled_paths, load_members,
+                                   test_dataset)
+    from ..reports.prediction_panels import draw_grid
     from ..stages.stage_data import StageData
-    from ..stages.stage_files import read_stage_config
 
-    configs = [read_stage_config(stage.config) for stage in stages]
-    # Images of one's own need the data only for the class names of an ImageFolder tree.
+    configs, members = load_members(stages)
+    # Images of one's own need the data only for the class names of an ImageFolder tree and
+    # the true class of test images.
     cfg = StageData(data_root).config(configs[0], required=not images)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    with builds_from(cfg.filename, 'test dataset'):
-        pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-        dataset = None if images else DATASETS.build(cfg.test_dataloader.dataset)
-    if not images:
-        picked = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
-        images = [Path(dataset.get_data_info(i)['img_path']) for i in picked]
-    for image in images:
-        if not Path(image).is_file():
-            raise UserError(f'image {image} does not exist')
-    members = [load_trained_model(config, stage.checkpoint, logger='silent')
-               for config, stage in zip(configs, stages)]
+    at_hand = cfg.test_dataloader.dataset.get('data_root') is not None
+    dataset = test_dataset(cfg) if at_hand else None
     classes = class_names_of(cfg, members[0].head.num_classes)
-
-    grid = Image.new('RGB', ((len(members) + 1) * CELL, len(images) * (CELL + TITLE)), 'white')
-    draw = ImageDraw.Draw(grid)
-    for row, image in enumerate(images):
-        try:
-            data = pipeline(dict(img_path=str(image)))
-        except Exception as error:  # mmcv's decoders fail in their own ways on non-images
-            raise UserError(f'cannot read {image} as an image ({first_line(error)}); pass '
-                            'image files with --images') from None
-        top = row * (CELL + TITLE)
-        # The pipeline loads BGR (mmcv); show RGB.
-        shown = data['inputs'].flip(0).permute(1, 2, 0).numpy().astype(np.uint8)
-        grid.paste(Image.fromarray(shown).resize((CELL, CELL)), (0, top + TITLE))
-        draw.text((4, top + 6), Path(image).name[:28], fill='black')
-        for column, (stage, model) in enumerate(zip(stages, members), start=1):
-            with torch.inference_mode():
-                batch = model.data_preprocessor(dict(inputs=[data['inputs']]), False)
-                logits, attention = model.logits_and_attention(batch['inputs'])
-            confidence, label = logits.softmax(dim=1)[0].max(dim=0)
-            heat = overlay_attention(shown, attention[0].numpy())
-            grid.paste(Image.fromarray(heat).resize((CELL, CELL)), (column * CELL, top + TITLE))
-            draw.text((column * CELL + 4, top + 2), f'stage {stage.index}', fill='black')
-            draw.text((column * CELL + 4, top + 14),
-                      f'{classes[int(label)][:22]} {100 * confidence.item():.0f}%', fill='black')
-    return grid
+    if images:
+        shown = labelled_paths(dataset, images)
+    else:
+        picked = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
+        shown = [GalleryImage(Path(info['img_path']), int(info['gt_label']))
+                 for info in map(dataset.get_data_info, picked)]
+    views = image_views(configs, members, [f'stage {s.index}' for s in stages], shown, [method])
+    return draw_grid(views, classes, [method], CELL), len(views)
