@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import exit_on_user_error
+from .training_options import STAGE_DATA_ROOT
 
 REPORT_NAME = 'report.html'
 
@@ -24,6 +25,7 @@ def report(
                                              'figures to this JSON file.'),
     device: Optional[str] = typer.Option(None, help='cpu, cuda, cuda:1, ... (default: cuda '
                                          'if available).'),
+    data_root: Optional[Path] = STAGE_DATA_ROOT,
 ) -> None:
     """Write one HTML page about WORK_DIR that opens offline (images inline, no script or
     font from the network): the run; each stage alone and in the ensemble with 95% paired
@@ -42,7 +44,7 @@ def report(
 
         path = out or Path(work_dir) / REPORT_NAME
         with progress_display(console) as start_task:
-            gathered = gather_report(work_dir, images, device, start_task)
+            gathered = gather_report(work_dir, images, device, start_task, data_root)
             page = render(gathered)
         write_atomically(path, page)
         if json_path is not None:
