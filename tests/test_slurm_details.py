@@ -38,6 +38,10 @@ def ended(code: int, *lines: str) -> StageRun:
      'failed', 'ValueError: Invalid learning rate: -1'),
     (ended(2, 'error: data/cub has no train/ folder: pass --data-root'),
      'failed', 'data/cub has no train/ folder: pass --data-root'),
+    # kt's own line names the fix: it wins over a traceback printed before it.
+    (ended(2, *TRACEBACK, 'OSError: image file is truncated',
+           'error: 1 unreadable image(s) under data/demo: remove or replace them'),
+     'failed', '1 unreadable image(s) under data/demo: remove or replace them'),
     (ended(1, 'Segmentation fault'), 'failed', 'Segmentation fault'),
     # Signals from outside: scancel or kill (no error printed), Ctrl-C, torchrun's SIGTERM.
     (ended(143, 'Epoch(train) [1][8/8]'), 'interrupted', None),

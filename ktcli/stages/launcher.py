@@ -77,16 +77,18 @@ class StageRun:
     Args:
         code (int): Its exit code (negative: the signal that ended it).
         tail (list[str]): Its last output lines.
-        error (str, optional): The first error any of its processes
-            reported: kt's one-line ``error: ...``, or the exception line
-            of a traceback.
+        kt_error (str, optional): kt's first one-line ``error: ...`` (which
+            names the fix) from any of its processes.
+        raised (str, optional): The exception line of the first traceback any
+            of them printed.
         signalled (bool): A process reported a signal from outside (Ctrl-C:
             kt's ``interrupted`` line or a KeyboardInterrupt).
     """
 
     code: int
     tail: List[str]
-    error: Optional[str] = None
+    kt_error: Optional[str] = None
+    raised: Optional[str] = None
     signalled: bool = False
     traceback: bool = field(default=False, repr=False)
 
@@ -95,7 +97,7 @@ class StageRun:
         line = PROCESS_PREFIX.sub('', line, count=1)
         raised = RAISED.match(line) if self.traceback else None
         if line.startswith('error: '):
-            self.error = self.error or line.removeprefix('error: ').strip()
+            self.kt_error = self.kt_error or line.removeprefix('error: ').strip()
         elif line == 'interrupted' or line.startswith('interrupted: '):
             self.signalled = True
         elif line == TRACEBACK:
@@ -103,7 +105,12 @@ class StageRun:
         elif raised and raised.group('name') in SIGNAL_EXCEPTIONS:
             self.signalled = True
         elif raised:
-            self.error = self.error or line.strip()
+            self.raised = self.raised or line.strip()
+
+    @property
+    def error(self) -> Optional[str]:
+        """The error its processes reported: kt's own line, else the first exception."""
+        return self.kt_error or self.raised
 
     @property
     def outcome(self) -> str:

@@ -44,6 +44,8 @@ class StatusReport:
     note: Optional[str] = None
 
 
+# The recorded statuses Slurm may know more about: what a job was doing, or that it was
+# stopped by a signal (scancel, a time limit).
 ASK_SLURM = (*LIVE, 'interrupted')
 # kt's reason for a job that Slurm stopped from outside.
 SLURM_STOPS = dict(TIMEOUT='time limit reached', PREEMPTED='preempted',
@@ -89,6 +91,8 @@ def stage_statuses(work_dir: Path) -> StatusReport:
     report = job_states(record['job_id'] for record in asked) if asked else JobReport()
     host = socket.gethostname()
     statuses: Dict[str, StageStatus] = {}
+    # Cancelled stages whose teachers may say why (Slurm cancelled them, or they never ran).
+    teachers_to_blame: List[str] = []
     for record in records:
         digest = record['digest']
         stage_dir = manifest.work_dir / record.get('dir', f'stages/{digest}')
@@ -103,6 +107,9 @@ def stage_statuses(work_dir: Path) -> StatusReport:
             # so (never started, or killed outright).
             status = 'cancelled' if status == 'queued' else 'interrupted'
             reason = f'Slurm no longer knows job {job}'
+        if status == 'cancelled' and (reason is None or reason == DEPENDENCY_FAILED
+                                      or record.get('status') == 'queued'):
+            teachers_to_blame.append(digest)
         elif (status == 'running' and not job and record.get('host') == host
               and not process_alive(record.get('pid'), stage_dir)):
             status = 'interrupted'
@@ -113,11 +120,10 @@ def stage_statuses(work_dir: Path) -> StatusReport:
         statuses[digest] = StageStatus(digest, label, status, job, epoch, epochs,
                                        record.get('top1'), record.get('train_seconds', 0.0),
                                        len(record.get('teachers', [])), reason)
-    for record in records:
-        stage = statuses[record['digest']]
-        if stage.status == 'cancelled' and (stage.reason in (None, DEPENDENCY_FAILED)
-                                            or stage.reason.startswith('Slurm no longer')):
-            stage.reason = _failed_teacher(record.get('teachers', []), statuses) or stage.reason
+    for digest in teachers_to_blame:
+        stage = statuses[digest]
+        stage.reason = _failed_teacher(manifest.stages[digest].get('teachers', []),
+                                       statuses) or stage.reason
     return StatusReport(list(statuses.values()), report.note)
 
 
