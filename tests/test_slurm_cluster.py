@@ -22,6 +22,7 @@ from ktcli.stages.launcher import run_stage
 from ktcli.stages.stage_status import stage_statuses
 
 from .conftest import REPO
+from .test_stage_scheduling import kt
 
 pytestmark = pytest.mark.slurm
 
@@ -64,13 +65,6 @@ def finish(process: subprocess.Popen) -> str:
     out, err = process.communicate(timeout=900)
     assert process.returncode == 0, out[-3000:] + err[-3000:]
     return out
-
-
-def kt(*args) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, '-m', 'ktcli', *map(str, args)], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 def tiny(demo_root: Path, work_dir: Path, epochs: int = 1) -> list:

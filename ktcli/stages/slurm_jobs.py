@@ -90,36 +90,20 @@ def _job(slurm_state: str, reason: str, source: str) -> SlurmJob:
     return SlurmJob(JOB_STATES.get(state, 'failed'), state, reason, source)
 
 
-def _live_jobs(wanted: set) -> Tuple[Optional[Dict[str, SlurmJob]], str]:
-    """The queued and running jobs among ``wanted``, or None and why squeue did not answer."""
-    code, out, err = _run(['squeue', '--noheader', '--format=%i|%T|%r',
-                           f'--user={getpass.getuser()}'])
+def _job_table(command: List[str], wanted: set, source: str
+               ) -> Tuple[Optional[Dict[str, SlurmJob]], str]:
+    """The jobs among ``wanted`` in the ``ID|STATE|REASON`` lines of a Slurm query, or None
+    and the last line of what the tool said instead."""
+    code, out, err = _run(command)
     if code != 0:
         return None, (err.strip().splitlines() or [f'exit code {code}'])[-1]
     jobs = {}
     for line in out.splitlines():
         job, _, rest = line.strip().partition('|')
         state, _, reason = rest.partition('|')
+        # sacct's job steps (1234.batch, 1234.0) are not wanted.
         if job in wanted:
-            jobs[job] = _job(state, reason, 'squeue')
-    return jobs, ''
-
-
-def _accounted_jobs(ended: List[str]) -> Tuple[Optional[Dict[str, SlurmJob]], str]:
-    """The ended jobs sacct reports, or None and why it could not answer."""
-    code, out, err = _run(['sacct', '--noheader', '--parsable2', '--format=JobID,State,Reason',
-                           f'--jobs={",".join(ended)}'])
-    if code != 0:
-        why = ('Slurm accounting is off' if ACCOUNTING_OFF in err.lower()
-               else (err.strip().splitlines() or [f'exit code {code}'])[-1])
-        return None, why
-    jobs = {}
-    for line in out.splitlines():
-        job, _, rest = line.strip().partition('|')
-        state, _, reason = rest.partition('|')
-        # Job steps (1234.batch, 1234.0) are skipped.
-        if job in ended:
-            jobs[job] = _job(state, reason, 'sacct')
+            jobs[job] = _job(state, reason, source)
     return jobs, ''
 
 
@@ -139,7 +123,8 @@ def job_states(job_ids: Iterable[Optional[str]]) -> JobReport:
     report = JobReport()
     if not wanted:
         return report
-    live, why = _live_jobs(wanted)
+    live, why = _job_table(['squeue', '--noheader', '--format=%i|%T|%r',
+                            f'--user={getpass.getuser()}'], wanted, 'squeue')
     if live is None:
         report.note = f'Slurm did not answer (squeue: {why}): stages as their jobs last recorded'
         return report
@@ -147,10 +132,14 @@ def job_states(job_ids: Iterable[Optional[str]]) -> JobReport:
     ended = sorted(wanted - set(report.jobs), key=lambda job: (len(job), job))
     if not ended:
         return report
-    accounted, why = _accounted_jobs(ended)
+    accounted, why = _job_table(['sacct', '--noheader', '--parsable2',
+                                 '--format=JobID,State,Reason', f'--jobs={",".join(ended)}'],
+                                set(ended), 'sacct')
     if accounted is not None:
         report.jobs.update(accounted)
         return report
+    if ACCOUNTING_OFF in why.lower():
+        why = 'Slurm accounting is off'
     for job in ended:
         known = _controller_job(job)
         if known is not None:
