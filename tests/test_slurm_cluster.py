@@ -164,15 +164,18 @@ def test_ablation_rerun_equals_a_local_serial_run(slurm_ablation, tmp_path, demo
     assert '5 distinct stages: 5 reused, 0 to train' in rerun.stdout
     assert 'Ensemble (Ours)' in rerun.stdout and 'submitted' not in rerun.stdout
     assert '5 distinct stages: 2 reused, 3 to train' in slurm_ablation['serial']
-    local_records, slurm_records = labels(local), labels(work_dir)
-    assert {label: r['digest'] for label, r in slurm_records.items()} == {
-        label: r['digest'] for label, r in local_records.items()}
+    # The same five stages (the two reused ones keep the labels of the sequence they came from).
+    local_records = json.loads((local / 'kt_manifest.json').read_text())['stages']
+    slurm_records = labels(work_dir)
+    assert sorted(r['digest'] for r in slurm_records.values()) == sorted(local_records)
     rows = [json.loads((path / 'ablate_n.json').read_text())['rows'] for path in (work_dir, local)]
     assert rows[0] == rows[1]
     # Same threads and loader workers: the same weights to the bit.
     for label, record in slurm_records.items():
-        assert largest_difference(weights(work_dir, record),
-                                  weights(local, local_records[label])) == 0.0, label
+        difference = largest_difference(weights(work_dir, record),
+                                        weights(local, local_records[record['digest']]))
+        print(f'{label}: largest weight difference, Slurm job vs local serial run: {difference}')
+        assert difference == 0.0, label
 
 
 @pytest.fixture(scope='module')
@@ -248,11 +251,8 @@ def test_a_stage_that_raises_fails_and_its_student_is_cancelled(tmp_path, demo_r
                              'slurm', '--cfg-options', 'optim_wrapper.optimizer.lr=-1').stdout)
     wait_for_end(jobs)
     assert [job_fields(job)['JobState'] for job in jobs] == ['FAILED', 'CANCELLED']
-    by_label, table = statuses(work_dir, tmp_path / 'status.json')
-    print(table)
-    assert [(s['status'], s['reason']) for s in by_label.values()] == [
+    assert [(s.status, s.reason) for s in stage_statuses(work_dir).stages] == [
         ('failed', 'ValueError: Invalid learning rate: -1'), ('cancelled', 'teacher 1/2 failed')]
-    assert '1/2 failed: ValueError: Invalid learning rate: -1' in table
     log = (work_dir / labels(work_dir)['1/2']['dir'] / f'slurm-{jobs[0]}.out').read_text()
     assert ('error: stage 1/2 failed: ValueError: Invalid learning rate: -1 (exit code 1; '
             'logs in ') in log and 'a rerun fails the same way until that is fixed' in log

@@ -67,11 +67,13 @@ class SlurmScheduler:
             if report.state(job) in LIVE:
                 # A job still pending on a teacher that failed never runs (Slurm keeps it
                 # without --kill-on-invalid-dep), nor does one on a teacher resubmitted now.
-                if report.jobs[str(job)].reason != DEPENDENCY_FAILED and not any(
-                        teacher in {s.digest for s in submitted} for teacher in stage.teachers):
+                resubmitted = {s.digest for s in submitted}
+                if report.jobs[str(job)].reason != DEPENDENCY_FAILED and \
+                        resubmitted.isdisjoint(stage.teachers):
                     jobs[stage.digest] = str(job)
                     continue
-                subprocess.run(['scancel', str(job)], capture_output=True)
+                if shutil.which('scancel'):
+                    subprocess.run(['scancel', str(job)], capture_output=True)
             write_stage_config(stage.cfg, stage.dir)
             after = [jobs[teacher] for teacher in stage.teachers if teacher in jobs]
             # Queued before sbatch: a job that starts at once records itself after this.

@@ -122,7 +122,8 @@ stop_pid() {  # name, pid file
     [[ -n $pid ]] || return 0
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        # A stale pid file makes the packages' scripts think the daemon still runs.
+        kill -0 "$pid" 2>/dev/null || { rm -f "$2"; return 0; }
         sleep 0.1
     done
     die "$1 (pid $pid) did not stop"
