@@ -42,6 +42,16 @@ def trained_work_dir(tmp_path_factory, demo_root) -> Path:
 
 
 @pytest.fixture(scope='session')
+def parallel_ablation(tmp_path_factory, demo_root) -> tuple:
+    """``kt ablate n --max-n 3 --parallel 2`` at the tiny settings: its work dir and its
+    finished process (tests/test_ablate_command.py checks it against the serial run; the
+    Slurm tests compare their jobs with it)."""
+    from .test_ablate_command import kt_ablate
+    work_dir = tmp_path_factory.mktemp('parallel_ablation') / 'work'
+    return work_dir, kt_ablate('n', work_dir, demo_root, '--max-n', '3', '--parallel', '2')
+
+
+@pytest.fixture(scope='session')
 def three_members(tmp_path_factory, demo_root) -> Path:
     """The export tests' 3-member work dir (see tests/test_export.py)."""
     from .test_export import three_member_work_dir

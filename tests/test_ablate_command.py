@@ -41,9 +41,8 @@ def weights(stage_dir: Path) -> dict:
     return torch.load(stage_dir / 'epoch_1.pth', weights_only=True)['state_dict']
 
 
-def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, trained_work_dir):
-    work_dir = tmp_path / 'work'
-    result = kt_ablate('n', work_dir, demo_root, '--max-n', '3', '--parallel', '2')
+def test_ablate_n_trains_2n_minus_1_stages_side_by_side(parallel_ablation, trained_work_dir):
+    work_dir, result = parallel_ablation
     assert '5 distinct stages: 0 reused, 5 to train' in result.stdout
     assert '2 stages at a time: sharing 2 CPU cores' in result.stdout
     assert len(finished_stages(work_dir)) == 5
@@ -62,13 +61,13 @@ def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, tra
         assert by_label[label].name == (trained_work_dir / f'stage_{index}').resolve().name
         assert max((serial[key].float() - parallel[key].float()).abs().max().item()
                    for key in serial) < 1e-5
-    figures = json.loads((tmp_path / 'work' / 'ablate_n.json').read_text())
+    figures = json.loads((work_dir / 'ablate_n.json').read_text())
     rows = figures['rows']
     assert rows['Single (Ours)'][0] == rows['Single (Base)'][0]
     assert rows['Ensemble (Ours)'][0] == rows['Ensemble (Base)'][0]
     assert all(len(per_n) == 3 for per_n in rows.values())
     assert 'Ensemble (Ours)' in result.stdout
-    assert (tmp_path / 'work' / 'ablate_n.png').read_bytes()[:4] == b'\x89PNG'
+    assert (work_dir / 'ablate_n.png').read_bytes()[:4] == b'\x89PNG'
     check_paired_figures(figures, by_label, result.stdout)
 
 

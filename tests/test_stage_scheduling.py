@@ -43,13 +43,14 @@ print(answer.read_text() if answer.exists() else '', end='')
 
 @pytest.fixture()
 def fake_slurm(tmp_path, monkeypatch) -> Path:
-    """sbatch, squeue and sacct on PATH that record their calls in the returned folder."""
+    """sbatch, squeue, sacct and scancel on PATH that record their calls in the returned
+    folder."""
     bin_dir, state = tmp_path / 'bin', tmp_path / 'slurm'
     bin_dir.mkdir()
     state.mkdir()
     scripts = dict(sbatch=FAKE_SBATCH.format(python=sys.executable),
-                   squeue=FAKE_QUERY.format(python=sys.executable, name='squeue'),
-                   sacct=FAKE_QUERY.format(python=sys.executable, name='sacct'))
+                   **{name: FAKE_QUERY.format(python=sys.executable, name=name)
+                      for name in ('squeue', 'sacct', 'scancel')})
     for name, text in scripts.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -110,25 +111,39 @@ def test_table_3_graph_as_slurm_jobs(tmp_path, demo_root, fake_slurm):
         assert records[call['digest']]['status'] == 'queued'
         assert records[call['digest']]['job_id'] == job_of[call['digest']]
 
-    # Slurm says: 1001 runs, seed 1's stage 1 failed, the rest wait.
-    failed = next(job for digest, job in job_of.items() if label_of[digest] == 'seed 1 1/3')
+    # Slurm says: 1001 runs, seed 1's stage 1 failed, its students wait for nothing (as
+    # without --kill-on-invalid-dep), the rest wait.
+    job_by_label = {label_of[digest]: job for digest, job in job_of.items()}
+    failed, orphans = job_by_label['seed 1 1/3'], [job_by_label[f'seed 1 {k}/3'] for k in (2, 3)]
     (fake_slurm / 'squeue.txt').write_text(''.join(
-        f'{job} {"RUNNING" if job == "1001" else "PENDING"}\n'
+        f'{job}|RUNNING|None\n' if job == '1001' else
+        f'{job}|PENDING|{"DependencyNeverSatisfied" if job in orphans else "Dependency"}\n'
         for job in job_of.values() if job != failed))
-    (fake_slurm / 'sacct.txt').write_text(f'{failed}|FAILED\n{failed}.batch|FAILED\n')
+    (fake_slurm / 'sacct.txt').write_text(f'{failed}|FAILED|None\n{failed}.batch|FAILED|\n')
     kt('status', work_dir, '--json', tmp_path / 'status.json')
     statuses = {s['label']: s for s in json.loads((tmp_path / 'status.json').read_text())}
     assert statuses['seed 0 1/3']['status'] == 'running'
     assert statuses['seed 1 1/3']['status'] == 'failed'
+    # It never wrote a log, so Slurm's word is all there is.
+    assert statuses['seed 1 1/3']['reason'] == 'no output (Slurm: FAILED)'
     assert statuses['seed 0 Base 3/3']['status'] == 'queued'
+    assert [(statuses[f'seed 1 {k}/3']['status'], statuses[f'seed 1 {k}/3']['reason'])
+            for k in (2, 3)] == [('cancelled', 'teacher seed 1 1/3 failed')] * 2
     assert all(statuses[label_of[d]]['job_id'] == job for d, job in job_of.items())
     assert f'--jobs={failed}' in (fake_slurm / 'sacct.calls').read_text()
 
-    # A rerun resubmits the failed stage only; the queued and running jobs are kept.
+    # A rerun resubmits the failed stage and, after their new teacher, its students (their
+    # stale jobs cancelled); the other queued and running jobs are kept.
     result = kt('ablate', 'n', *tiny(demo_root, work_dir), '--max-n', '3', '--seeds', '0,1',
                 '--launcher', 'slurm')
-    assert 'submitted 1 Slurm job (1011); 9 already queued or running' in result.stdout
-    assert label_of[sbatch_calls(fake_slurm)[-1]['digest']] == 'seed 1 1/3'
+    assert 'submitted 3 Slurm jobs (1011, 1012, 1013); 7 already queued or running' in \
+        result.stdout
+    resubmitted = sbatch_calls(fake_slurm)[-3:]
+    assert [label_of[call['digest']] for call in resubmitted] == [
+        'seed 1 1/3', 'seed 1 2/3', 'seed 1 3/3']
+    assert [call.get('dependency') for call in resubmitted] == [
+        None, 'afterok:1011', 'afterok:1011:1012']
+    assert (fake_slurm / 'scancel.calls').read_text().split() == orphans
 
 
 def test_slurm_jobs_train_and_a_rerun_scores(tmp_path, demo_root, trained_work_dir, fake_slurm,

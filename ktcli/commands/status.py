@@ -23,10 +23,12 @@ def status(
                                              'JSON to this file.'),
 ) -> None:
     """Show each stage of a work dir: queued, running, done, failed, cancelled or
-    interrupted, its Slurm job, its epoch, its top-1 and training time (m:ss).
+    interrupted, its Slurm job, its epoch, its top-1, training time (m:ss) and why it
+    failed or was cancelled.
 
-    Slurm jobs are asked about with squeue and sacct when they are on PATH. Once every
-    stage is done, rerun the command that planned them to score them and print its tables.
+    Slurm jobs are asked about with squeue, and once ended with sacct, or with scontrol
+    where Slurm keeps no accounting. Once every stage is done, rerun the command that
+    planned them to score them and print its tables.
     """
     console = Console()
     with exit_on_user_error():
@@ -35,7 +37,8 @@ def status(
         if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
             raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
                             'train one with `kt train`')
-        statuses = stage_statuses(work_dir)
+        report = stage_statuses(work_dir)
+        statuses = report.stages
         table = Table(title=f'{len(statuses)} stages in {work_dir}')
         for column in ('stage', 'digest', 'teachers', 'status', 'job', 'epoch', 'top-1',
                        'time'):
@@ -51,7 +54,17 @@ def status(
                           '-' if stage.top1 is None else f'{stage.top1:.2f}',
                           f'{minutes}:{seconds:02d}')
         console.print(table)
+        for stage in statuses:
+            if stage.reason and stage.status != 'done':
+                console.print(f'{stage.label} {stage.status}: {stage.reason}', markup=False,
+                              highlight=False, soft_wrap=True)
         counts = collections.Counter(stage.status for stage in statuses)
         console.print(', '.join(f'{count} {name}' for name, count in sorted(counts.items())))
+        if report.note:
+            console.print(report.note, markup=False, highlight=False)
+        if counts.keys() & {'failed', 'cancelled', 'interrupted'}:
+            console.print('Rerun the command that planned them to resubmit (or resume) the '
+                          'failed, cancelled and interrupted stages; fix the reason of a '
+                          'failed one first.', markup=False, highlight=False)
         if json_path is not None:
             write_atomically(json_path, json.dumps([asdict(s) for s in statuses], indent=2))

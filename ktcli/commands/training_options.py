@@ -101,7 +101,8 @@ def _options_template(
         'each on its own --gpus GPUs or, without GPUs, its share of the CPUs.'),
     slurm_args: str = typer.Option(
         '', help='sbatch options for every stage job of --launcher slurm, e.g. "-p gpu '
-        '--gres=gpu:4 --cpus-per-task=5 --time=24:00:00".'),
+        '--gres=gpu:4 --cpus-per-task=5 --time=24:00:00"; --cpus-per-task=K gives each '
+        'process K torch threads and at most K data loader workers (default: 1 CPU).'),
     cfg_options: List[str] = typer.Option(
         [], '--cfg-options', help='KEY=VALUE config override passed to mmengine (repeatable).'),
     vis_backend: List[str] = typer.Option(

@@ -6,7 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -23,6 +23,14 @@ TRAIN_LINE = re.compile(
 
 
 EXCEPTION_LINE = re.compile(r'^\w*(Error|Exception|Interrupt)\b.*')
+# The last line of a traceback: the exception (module path allowed), at the line's start.
+RAISED = re.compile(r'^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception|Interrupt))'
+                    r'\b(?::|$)')
+TRACEBACK = 'Traceback (most recent call last):'
+# What torch (``[rank1]: ``) or ``srun --label`` (``1: ``) put before a process's lines.
+PROCESS_PREFIX = re.compile(r'^(?:\[rank\d+\]|\d+): ')
+# Exceptions that report a signal from outside, not a fault: Ctrl-C, torchrun's SIGTERM.
+SIGNAL_EXCEPTIONS = ('KeyboardInterrupt', 'SignalException')
 
 
 @dataclass
@@ -60,6 +68,69 @@ def failure_reason(tail: List[str]) -> str:
         if found:
             return found[-1].removeprefix('error: ')
     return lines[-1] if lines else 'no output'
+
+
+@dataclass
+class StageRun:
+    """How a stage's training process (and every process it started) ended.
+
+    Args:
+        code (int): Its exit code (negative: the signal that ended it).
+        tail (list[str]): Its last output lines.
+        kt_error (str, optional): kt's first one-line ``error: ...`` (which
+            names the fix) from any of its processes.
+        raised (str, optional): The exception line of the first traceback any
+            of them printed.
+        signalled (bool): A process reported a signal from outside (Ctrl-C:
+            kt's ``interrupted`` line or a KeyboardInterrupt).
+    """
+
+    code: int
+    tail: List[str]
+    kt_error: Optional[str] = None
+    raised: Optional[str] = None
+    signalled: bool = False
+    traceback: bool = field(default=False, repr=False)
+
+    def read(self, line: str) -> None:
+        """Note what one output line says about how the run ends."""
+        line = PROCESS_PREFIX.sub('', line, count=1)
+        raised = RAISED.match(line) if self.traceback else None
+        if line.startswith('error: '):
+            self.kt_error = self.kt_error or line.removeprefix('error: ').strip()
+        elif line == 'interrupted' or line.startswith('interrupted: '):
+            self.signalled = True
+        elif line == TRACEBACK:
+            self.traceback = True
+        elif raised and raised.group('name') in SIGNAL_EXCEPTIONS:
+            self.signalled = True
+        elif raised:
+            self.raised = self.raised or line.strip()
+
+    @property
+    def error(self) -> Optional[str]:
+        """The error its processes reported: kt's own line, else the first exception."""
+        return self.kt_error or self.raised
+
+    @property
+    def outcome(self) -> str:
+        """``'done'`` (exit 0), ``'failed'`` or ``'interrupted'``.
+
+        A process that raised an error makes the run failed whatever the exit
+        code: under srun the other tasks are then terminated (exit 143), and
+        a rerun would fail again. Only a signal from outside with no error
+        (Ctrl-C, kill, scancel) is an interruption, which a rerun resumes.
+        """
+        if self.code == 0:
+            return 'done'
+        if self.signalled or (self.error is None and was_interrupted(self.code)):
+            return 'interrupted'
+        return 'failed'
+
+    @property
+    def reason(self) -> str:
+        """Why it failed: the first error reported, else the tail's telling line."""
+        return self.error or failure_reason(self.tail)
 
 
 def _free_port() -> int:
@@ -100,7 +171,7 @@ def train_command(config: Path, work_dir: Path, processes: int = 1,
 def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
               on_line: Optional[Callable[[str], None]] = None,
               env: Optional[Dict[str, str]] = None,
-              on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> tuple:
+              on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> StageRun:
     """Run ``command``, reporting progress as its log lines arrive.
 
     Args:
@@ -114,9 +185,10 @@ def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
             it has started. Defaults to None.
 
     Returns:
-        tuple: The exit code and the last 40 output lines.
+        StageRun: Its exit code, last 40 output lines and first error.
     """
     tail = collections.deque(maxlen=40)
+    run = StageRun(0, [])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1,
                                env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
@@ -125,12 +197,14 @@ def run_stage(command: List[str], on_progress: Callable[[TrainProgress], None],
     for line in process.stdout:
         line = line.rstrip('\n')
         tail.append(line)
+        run.read(line)
         if on_line is not None:
             on_line(line)
         progress = parse_progress(line)
         if progress is not None:
             on_progress(progress)
-    return process.wait(), list(tail)
+    run.code, run.tail = process.wait(), list(tail)
+    return run
 
 
 def was_interrupted(code: int) -> bool:

@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 from .. import writing
 from ..errors import UserError
+from .slurm_process_group import job_port, join_slurm_group
 
 
 def load_config(config: str,
@@ -19,11 +20,12 @@ def load_config(config: str,
 
     Applies ``cfg_options``, sets the work directory (``work_dir``, else the
     config's own, else ``work_dirs/<config name>``) and the launcher, and
-    caps data loader workers at the CPUs available. Without
+    caps data loader workers at the CPUs available (inside a Slurm job, the
+    CPUs Slurm gave it, which also set torch's threads). Without
     a GPU, distributed runs use the gloo backend and a DDP wrapper without
     device ids (mmengine would pass the local rank as a CUDA device), and a
-    torchrun-launched process joins its group here, since mmengine's own
-    initialisation selects a CUDA device first.
+    process launched by torchrun or srun joins its group here, since
+    mmengine's own initialisation selects a CUDA device first.
 
     Args:
         config (str): Path of the config file.
@@ -53,6 +55,16 @@ def load_config(config: str,
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(name) and cfg[name].get('num_workers', 0) > cpus:
             cfg[name].num_workers = cpus
+    if writing.slurm_cpus() is not None and 'OMP_NUM_THREADS' not in os.environ:
+        # Torch would take every core of the node, whatever the job was given.
+        torch.set_num_threads(cpus)
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(cpus)
+        print(f'kt: {cpus} CPU(s) of the Slurm job for this process: {cpus} torch thread(s), '
+              f'at most {cpus} data loader worker(s)', flush=True)
+    if launcher == 'slurm':
+        # The tasks of a step meet at a port of their job's own: mmengine takes 29500,
+        # which two jobs sharing a node would both take.
+        os.environ.setdefault('MASTER_PORT', job_port(os.environ.get('SLURM_JOB_ID')) or '29500')
     if not torch.cuda.is_available():
         cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
         if launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
@@ -60,6 +72,8 @@ def load_config(config: str,
                 type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
         if launcher == 'pytorch' and not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend='gloo')
+        elif launcher == 'slurm':
+            join_slurm_group()
     return cfg
 
 

@@ -7,13 +7,12 @@ the cluster's scheduler runs the whole graph while kt is gone. The job keeps
 the stage's record in the manifest (under its lock), which ``kt status``
 shows and a rerun of the same command scores.
 """
-import getpass
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from rich.console import Console
 
@@ -21,51 +20,8 @@ from ..errors import UserError
 from .manifest import Manifest
 from .planned_stage import PlannedStage
 from .scheduler import unique_stages
+from .slurm_jobs import DEPENDENCY_FAILED, LIVE, job_states
 from .stage_files import write_stage_config
-
-# What kt calls a job in each of Slurm's states (squeue for live jobs, sacct for ended ones).
-JOB_STATES = {
-    'PENDING': 'queued', 'CONFIGURING': 'queued', 'REQUEUED': 'queued', 'RESIZING': 'queued',
-    'SUSPENDED': 'queued', 'RUNNING': 'running', 'COMPLETING': 'running',
-    'COMPLETED': 'done', 'CANCELLED': 'cancelled', 'FAILED': 'failed', 'TIMEOUT': 'failed',
-    'OUT_OF_MEMORY': 'failed', 'NODE_FAIL': 'failed', 'PREEMPTED': 'failed',
-    'BOOT_FAIL': 'failed', 'DEADLINE': 'failed',
-}
-LIVE = ('queued', 'running')
-
-
-def _query(command: List[str]) -> List[str]:
-    """The output lines of a Slurm query; none if the tool is missing or fails."""
-    if shutil.which(command[0]) is None:
-        return []
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return result.stdout.splitlines() if result.returncode == 0 else []
-
-
-def job_states(job_ids: Iterable[str]) -> Dict[str, str]:
-    """kt's name for the state of each job Slurm knows: queued or running (squeue), done,
-    failed or cancelled (sacct). Jobs Slurm does not report are left out."""
-    wanted = {str(job) for job in job_ids if job}
-    if not wanted:
-        return {}
-    states: Dict[str, str] = {}
-    for line in _query(['squeue', '--noheader', '--format=%i %T', f'--user={getpass.getuser()}']):
-        job, _, state = line.strip().partition(' ')
-        if job in wanted:
-            states[job] = JOB_STATES.get(state.strip(), 'running')
-    ended = sorted(wanted - set(states))
-    if ended:
-        for line in _query(['sacct', '--noheader', '--parsable2', '--format=JobID,State',
-                            f'--jobs={",".join(ended)}']):
-            job, _, state = line.strip().partition('|')
-            # 'CANCELLED by 1234' names who cancelled; job steps (1234.batch) are skipped.
-            if job in wanted and job not in states:
-                states[job] = JOB_STATES.get(state.split()[0] if state else '', 'failed')
-    return states
-
 
 class SlurmScheduler:
     """Submit the stages that are not done as Slurm jobs linked by their teachers.
@@ -102,20 +58,27 @@ class SlurmScheduler:
             raise UserError('--launcher slurm needs sbatch on PATH: run kt on a Slurm login '
                             'node, or train here with --launcher none')
         records = {stage.digest: manifest.stage(stage.digest) or {} for stage in stages}
-        states = job_states(record.get('job_id') for record in records.values())
+        report = job_states(record.get('job_id') for record in records.values())
         jobs: Dict[str, str] = {}
         submitted = []
         # Stages come teachers first, so a teacher's job id is known before its students'.
         for stage in stages:
             job = records[stage.digest].get('job_id')
-            if job and states.get(str(job)) in LIVE:
-                jobs[stage.digest] = str(job)
-                continue
+            if report.state(job) in LIVE:
+                # A job still pending on a teacher that failed never runs (Slurm keeps it
+                # without --kill-on-invalid-dep), nor does one on a teacher resubmitted now.
+                resubmitted = {s.digest for s in submitted}
+                if report.jobs[str(job)].reason != DEPENDENCY_FAILED and \
+                        resubmitted.isdisjoint(stage.teachers):
+                    jobs[stage.digest] = str(job)
+                    continue
+                if shutil.which('scancel'):
+                    subprocess.run(['scancel', str(job)], capture_output=True)
             write_stage_config(stage.cfg, stage.dir)
             after = [jobs[teacher] for teacher in stage.teachers if teacher in jobs]
             # Queued before sbatch: a job that starts at once records itself after this.
             manifest.update(stage.digest, **stage.placement(self.work_dir), status='queued',
-                            job_id=None, after=after, pid=None)
+                            job_id=None, after=after, pid=None, reason=None)
             jobs[stage.digest] = self._submit(stage, after)
             manifest.update(stage.digest, job_id=jobs[stage.digest])
             submitted.append(stage)

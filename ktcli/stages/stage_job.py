@@ -4,13 +4,16 @@
         [--pretrained FILE]
 
 trains the stage recorded under DIGEST in WORK_DIR's manifest, resuming it if
-it was started before, and keeps its record (running, done or failed) for
-``kt status`` and the command that submitted it. Its output goes to the job's
-log, ``WORK_DIR/stages/DIGEST/slurm-<job>.out``. The data folder is the one the
+it was started before, and keeps its record for ``kt status`` and the command
+that submitted it: running, done, failed (with the first error any of its
+processes reported) or, when Slurm signals the job (scancel, a time limit),
+interrupted. Its output goes to the job's log,
+``WORK_DIR/stages/DIGEST/slurm-<job>.out``. The data folder is the one the
 submitting command used (``--data-root``), else a folder holding the data the
 stage's config records.
 """
 import argparse
+import signal
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,6 +26,18 @@ from .records import record_paths
 from .stage_data import StageData
 from .stage_files import read_stage_config
 from .stage_training import train_recorded_stage
+
+
+class Stopped(Exception):
+    """Slurm (scancel, a time limit, preemption) or someone else signalled the job."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stopped(signum: int, frame) -> None:
+    raise Stopped(signum)
 
 
 def recorded_stage(manifest: Manifest, digest: str) -> PlannedStage:
@@ -59,8 +74,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         inputs = RunInputs(str(StageData(args.data_root).root(stage.cfg)), args.pretrained)
         command = (train_command(stage.config_path, stage.dir, args.processes, launcher)
                    + inputs.arguments())
-        train_recorded_stage(manifest, stage, command, on_progress=lambda update: None,
-                             on_line=lambda line: print(line, flush=True))
+        # Slurm signals every process of the job, this one too, when it stops the job from
+        # outside; srun signals only its tasks when one of them fails.
+        signal.signal(signal.SIGTERM, _stopped)
+        try:
+            train_recorded_stage(manifest, stage, command, on_progress=lambda update: None,
+                                 on_line=lambda line: print(line, flush=True))
+        except Stopped as stop:
+            manifest.update(stage.digest, status='interrupted', pid=None,
+                            reason=f'stopped by {stop}')
+            print(f'stage {stage.label} ({stage.digest}): stopped by {stop}; rerun the kt '
+                  'command that submitted it to resume it from its last finished epoch',
+                  flush=True)
+            raise SystemExit(128 + stop.signum) from None
         print(f'stage {stage.label} ({stage.digest}): trained', flush=True)
 
 

@@ -6,7 +6,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ..errors import UserError
-from .launcher import TrainProgress, failure_reason, run_stage, was_interrupted
+from .launcher import TrainProgress, run_stage
 from .manifest import Manifest
 from .planned_stage import PlannedStage
 from .stage_claim import claim_stage
@@ -34,14 +34,16 @@ def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[
             it has started.
 
     Raises:
-        UserError: The stage was interrupted (rerun to resume) or failed
-            (the reason and where its logs are).
+        UserError: The stage was interrupted by a signal from outside (rerun
+            to resume) or failed: a process reported an error (whatever the
+            exit code), or it ended without its checkpoint (the reason and
+            where its logs are).
     """
     # Time spent in earlier, interrupted sessions of this stage.
     earlier_seconds = (manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
     claim_stage(manifest, stage, **stage.placement(manifest.work_dir),
                 train_seconds=earlier_seconds, host=socket.gethostname(), pid=None,
-                job_id=os.environ.get('SLURM_JOB_ID'))
+                job_id=os.environ.get('SLURM_JOB_ID'), reason=None)
     started = time.monotonic()
 
     def save_time() -> None:
@@ -57,15 +59,16 @@ def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[
         save_time()
 
     try:
-        code, tail = run_stage(command, progressed, on_line, env, started_process)
+        run = run_stage(command, progressed, on_line, env, started_process)
     finally:
         save_time()
-    if was_interrupted(code):
-        manifest.update(stage.digest, status='interrupted', pid=None)
-        raise UserError(f'stage {stage.label} was interrupted (exit code {code}); rerun the '
+    if run.outcome == 'interrupted':
+        manifest.update(stage.digest, status='interrupted', reason=None, pid=None)
+        raise UserError(f'stage {stage.label} was interrupted (exit code {run.code}); rerun the '
                         'same command to resume it from its last finished epoch')
-    if code != 0 or not stage.checkpoint.is_file():
-        manifest.update(stage.digest, status='failed', pid=None)
-        raise UserError(f'stage {stage.label} failed: {failure_reason(tail)} '
-                        f'(exit code {code}; logs in {stage.dir})')
-    manifest.update(stage.digest, status='done', pid=None)
+    if run.outcome == 'failed' or not stage.checkpoint.is_file():
+        reason = run.reason if run.outcome == 'failed' else 'it ended without its checkpoint'
+        manifest.update(stage.digest, status='failed', reason=reason, pid=None)
+        raise UserError(f'stage {stage.label} failed: {reason} (exit code {run.code}; logs in '
+                        f'{stage.dir}); a rerun fails the same way until that is fixed')
+    manifest.update(stage.digest, status='done', reason=None, pid=None)
