@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import exit_on_user_error
-from ..stages.work_dir import parse_models, trained_stages
 
 
 class Fusion(str, Enum):
@@ -42,6 +41,7 @@ def ensemble(
 
         from ..reports.ensemble_figures import ensemble_rows
         from ..reports.test_outputs import cached_test_outputs
+        from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         outputs = [cached_test_outputs(s.dir, s.digest, s.config, s.checkpoint, device,
@@ -79,7 +79,6 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
     from ..reports.ensemble_figures import ensemble_rows, topk_accuracy
     from ..reports.test_outputs import cached_test_outputs
     from ..stages.distillation import distilled_students
-    from ..stages.stage_files import read_stage_config
 
     by_digest = {stage.digest: (stage, output) for stage, output in zip(stages, outputs)}
     records = []
@@ -89,9 +88,8 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
         member_stages, member_outputs = zip(*(by_digest[d] for d in student.members))
         output = cached_test_outputs(student.dir, student.digest, student.config,
                                      student.checkpoint, device, batch_size)
-        backbone = read_stage_config(student.config).model.backbone
         records.append(dict(
-            digest=student.digest, backbone=backbone.get('model_name', backbone.type),
+            digest=student.digest, backbone=student.backbone or _backbone_type(student.config),
             stages=[s.index for s in member_stages],
             top1=topk_accuracy(output['logits'], output['labels']),
             members_ensemble_top1=ensemble_rows(list(member_outputs),
@@ -100,6 +98,13 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
             best_member_top1=max(topk_accuracy(o['logits'], o['labels'])
                                  for o in member_outputs)))
     return records
+
+
+def _backbone_type(config: Path) -> str:
+    """The backbone a student's config builds (students recorded before kt kept the name)."""
+    from ..stages.stage_files import read_stage_config
+    backbone = read_stage_config(config).model.backbone
+    return backbone.get('model_name', backbone.type)
 
 
 def _students_table(records: List[dict]) -> Table:
@@ -111,10 +116,10 @@ def _students_table(records: List[dict]) -> Table:
     for record in records:
         table.add_row(record['digest'], record['backbone'], ','.join(map(str, record['stages'])),
                       f'{record["top1"]:.2f}', f'{record["members_ensemble_top1"]:.2f}',
-                      gap_closed(record['top1'], record['best_member_top1'],
-                                 record['members_ensemble_top1']))
+                      _figure(gap_closed(record['top1'], record['best_member_top1'],
+                                         record['members_ensemble_top1']), 0, '%'))
     return table
 
 
-def _figure(value: Optional[float], digits: int = 2) -> str:
-    return '—' if value is None else f'{value:.{digits}f}'
+def _figure(value: Optional[float], digits: int = 2, unit: str = '') -> str:
+    return '—' if value is None else f'{value:.{digits}f}{unit}'

@@ -7,7 +7,6 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError, exit_on_user_error
-from ..stages.work_dir import parse_models, trained_stages
 
 CELL = 192
 TITLE = 28
@@ -29,6 +28,7 @@ def visualize(
     map, titled with that stage's predicted class and confidence."""
     console = Console()
     with exit_on_user_error():
+        from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         grid = attention_grid(stages, images, count, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
