@@ -45,11 +45,14 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
 
     from registry_plugins import load_trained_model
 
+    from ..stages.runner_config import cap_loader_workers
+
     cfg = cfg.copy()
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
     if batch_size:
         cfg.test_dataloader.batch_size = batch_size
+    cap_loader_workers(cfg)
     loader = Runner.build_dataloader(cfg.test_dataloader)
     logits, labels, attention = [], [], []
     with torch.inference_mode():
