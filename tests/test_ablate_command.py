@@ -69,13 +69,26 @@ def test_ablate_n_trains_2n_minus_1_stages_side_by_side(tmp_path, demo_root, tra
     assert (tmp_path / 'work' / 'ablate_n.png').read_bytes()[:4] == b'\x89PNG'
 
 
-def test_ablate_alpha_shares_stage_one_across_values(tmp_path, demo_root):
-    result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0.1,1', '--n', '2')
-    assert '3 distinct stages: 0 reused, 3 to train' in result.stdout
-    assert len(finished_stages(tmp_path / 'work')) == 3
-    figures = json.loads((tmp_path / 'work' / 'ablate_alpha.json').read_text())['figures']
+def test_ablate_alpha_shares_stage_one_and_keeps_the_train_sequence(tmp_path, demo_root,
+                                                                     trained_work_dir):
+    """In a copy of a `kt train` work dir (alpha 0.5, n 2): stage 1 is shared with every
+    alpha, and the sequence kt train made stays the one kt ensemble/export/predict use."""
+    work_dir = tmp_path / 'work'
+    subprocess.run(['cp', '-r', str(trained_work_dir), str(work_dir)], check=True)
+    before = json.loads((work_dir / 'kt_manifest.json').read_text())
+    links = {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)}
+
+    result = kt_ablate('alpha', work_dir, demo_root, '--values', '0.1,1', '--n', '2')
+    assert '3 distinct stages: 1 reused, 2 to train' in result.stdout
+    assert len(finished_stages(work_dir)) == 4
+    figures = json.loads((work_dir / 'ablate_alpha.json').read_text())['figures']
     assert set(figures) == {'0.1', '1.0'}
-    assert (tmp_path / 'work' / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+    assert (work_dir / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+
+    after = json.loads((work_dir / 'kt_manifest.json').read_text())
+    assert after['chain'] == before['chain'] and after['results'] == before['results']
+    assert {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)} == links
+    assert 'keeps the sequence `kt train` trained there' in ' '.join(result.stdout.split())
 
 
 def test_seed_replicates_share_no_stage(tmp_path, demo_root):
