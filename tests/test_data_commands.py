@@ -55,8 +55,8 @@ def demo_copy(tiny_demo: Path, tmp_path: Path) -> Path:
 def test_demo_writes_a_dataset_that_passes_the_layout_check(tmp_path: Path) -> None:
     out = tmp_path / 'kt_demo'
 
-    result = kt('data', 'demo', '--out', str(out), '--img-size', '32', '--train-per-class', '1',
-                '--test-per-class', '1')
+    result = kt('data', 'demo', '--data-root', str(out), '--img-size', '32',
+                '--train-per-class', '1', '--test-per-class', '1')
 
     assert result.exit_code == 0, result.output
     assert f'{out}: 40 images of 20 species' in result.stdout
@@ -81,7 +81,7 @@ def test_check_of_a_missing_root_names_it_and_the_demo_command(tmp_path: Path) -
     assert result.exit_code == 2
     line = error_line(result)
     assert f'{root} is missing' in line
-    assert f'`kt data demo --out {root}`' in line
+    assert f'`kt data demo --data-root {root}`' in line
 
 
 def test_check_of_a_missing_split_file_names_the_file(demo_copy: Path) -> None:
@@ -147,7 +147,8 @@ def test_check_layout_of_a_missing_root_names_the_download_command(tmp_path: Pat
     assert '\n' not in message
     assert f'{root} is missing' in message
     assert 'images.txt, image_class_labels.txt' in message
-    assert f'`kt data download cub --root {tmp_path / "data"}`' in message
+    assert f'`kt data download cub --data-root {root}`' in message
+    assert 'or pass --data-root with the folder of a copy you already have' in message
 
 
 def test_check_layout_accepts_a_good_root_without_importing_torch(tiny_demo: Path) -> None:
@@ -253,6 +254,48 @@ def test_download_unpacks_a_dataset_that_passes_the_layout_check(
     assert again.exit_code == 0, again.output
     assert 'already' in again.stdout
     assert len(server.requests) == 1
+
+
+def test_download_into_a_data_root_of_another_name_and_from_a_file_url_in_place(
+        cub_archive: bytes, tmp_path: Path) -> None:
+    archive = tmp_path / 'mirror' / ARCHIVE
+    archive.parent.mkdir()
+    archive.write_bytes(cub_archive)
+    data_root = tmp_path / 'datasets' / 'birds'
+
+    result = kt('data', 'download', 'cub', '--data-root', str(data_root), '--url',
+                archive.as_uri(), '--md5', md5_of(cub_archive))
+
+    assert result.exit_code == 0, result.output
+    assert check_layout('cub', data_root) == data_root.resolve()
+    # The local archive was read where it lies: nothing copied, nothing left to unpack.
+    assert sorted(path.name for path in (tmp_path / 'datasets').iterdir()) == ['birds']
+    assert 'archive kept at' in result.stdout and str(archive) in ' '.join(result.stdout.split())
+
+
+def test_the_older_root_spelling_means_the_folder_above(tiny_demo: Path, tmp_path: Path) -> None:
+    result = kt('data', 'download', 'cub', '--root', str(tmp_path), '--data-root',
+                str(tmp_path / 'x'))
+    assert result.exit_code == 2
+    assert error_line(result) == 'error: pass --data-root alone; --root is its older spelling'
+
+
+def test_a_dataset_missing_classes_warns(tiny_demo: Path, tmp_path: Path) -> None:
+    subset = Path(shutil.copytree(tiny_demo, tmp_path / 'subset'))
+    keep = {line.split()[0] for line in (subset / 'image_class_labels.txt').read_text()
+            .splitlines() if int(line.split()[1]) <= 5}
+    for name in ('images.txt', 'image_class_labels.txt', 'train_test_split.txt'):
+        lines = (subset / name).read_text().splitlines()
+        (subset / name).write_text(''.join(f'{line}\n' for line in lines
+                                           if line.split()[0] in keep))
+
+    result = kt('data', 'check', 'demo', '--data-root', str(subset))
+
+    assert result.exit_code == 0, result.output
+    warnings = [' '.join(line.split()) for line in result.stdout.split('warning: ')[1:]]
+    assert len(warnings) == 2
+    assert warnings[0].startswith('the train split holds images of 5 of the 20 classes of kt '
+                                  'demo (synthetic); the model still predicts all 20')
 
 
 def test_download_with_a_wrong_md5_fails_and_leaves_no_archive(

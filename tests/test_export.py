@@ -47,7 +47,7 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     from registry_plugins import build_model_from_config
 
     manifest = Manifest(work_dir)
-    manifest.set_sequence(chain=[*manifest.chain, digest])
+    manifest.set_sequence([*manifest.chain, digest], manifest.results, 'train')
     index = len(manifest.chain)
     cfg = read_stage_config(trained_stages(work_dir, [1])[0].config)
     cfg.model.backbone.strides = strides

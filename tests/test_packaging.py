@@ -1,4 +1,4 @@
-"""A built wheel carries the configs and tools kt needs: kt trains from it, outside the repo.
+"""A built wheel carries the configs and tools kt needs (tests/test_installed_kt.py runs it).
 
 The wheel is installed into a fresh venv that sees this environment's dependencies through a
 ``.pth`` file listing its site-packages. Python adds the listed folders to ``sys.path`` but
@@ -69,27 +69,27 @@ def _fresh_venv(tmp_path: Path) -> Path:
     return python
 
 
-def test_wheel_trains_outside_the_repo(tmp_path, demo_root):
+def installed_kt(base: Path) -> Path:
+    """Build a wheel of this tree, check what it holds, install it into a fresh venv under
+    ``base`` and return the venv's ``bin`` folder (its ``kt`` and ``python``)."""
     import ktcli
-    wheel = _build_wheel(tmp_path)
+    wheel = _build_wheel(base)
     _check_wheel_contents(wheel)
-    python = _fresh_venv(tmp_path)
-    where = [python, '-c', 'import ktcli.resources as r; print(r.__file__); '
-             'print(r.CONFIG_ROOT); print(r.TRAIN_SCRIPT)']
+    python = _fresh_venv(base)
     if Path(ktcli.__file__).resolve().is_relative_to(REPO):
         # This environment's kt is the source tree's (editable): the new venv must not see it.
         found = _run(python, '-c', 'import importlib.util as u; print(u.find_spec("ktcli"))',
-                     cwd=tmp_path).stdout.strip()
+                     cwd=base).stdout.strip()
         assert found == 'None', found
     _run(python, '-m', 'pip', 'install', '-q', '--no-deps', '--ignore-installed', wheel,
-         cwd=tmp_path)
+         cwd=base)
+    return python.parent
 
-    venv = (tmp_path / 'venv').resolve()
-    paths = [Path(line).resolve() for line in _run(*where, cwd=tmp_path).stdout.split()]
+
+def test_the_installed_kt_runs_its_own_files(installed_kt_bin):
+    """The wheel's kt imports its own ktcli, configs and tools from its venv."""
+    venv = installed_kt_bin.parent.resolve()
+    where = [installed_kt_bin / 'python', '-c', 'import ktcli.resources as r; '
+             'print(r.__file__); print(r.CONFIG_ROOT); print(r.TRAIN_SCRIPT)']
+    paths = [Path(line).resolve() for line in _run(*where, cwd=venv).stdout.split()]
     assert all(p.is_relative_to(venv) and p.exists() for p in paths), paths
-
-    work_dir = tmp_path / 'work'
-    _run(venv / 'bin' / 'kt', 'train', '--dataset', 'demo', '--data-root', demo_root,
-         '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
-         '--batch-size', '8', '--work-dir', work_dir, '--n', '1', cwd=tmp_path, timeout=600)
-    assert any(work_dir.rglob('*.pth')), sorted(work_dir.rglob('*'))

@@ -61,8 +61,9 @@ def test_exported_file_and_work_dir_agree_and_draw_attention(exported, three_mem
     for folder in (onnx_maps, eager_maps):
         pictures = sorted(folder.glob('*.png'))
         assert [p.stem for p in pictures] == sorted(Path(n).stem for n in file_records)
-        # The 40 px image, then one overlay per member, 4 px apart.
-        assert Image.open(pictures[0]).size == (4 * 40 + 3 * 4, 40)
+        # The 40 px image scaled to 192 px, then one overlay per member, 4 px apart, under
+        # a caption band and a band of panel names.
+        assert Image.open(pictures[0]).size == (4 * 192 + 3 * 4, 192 + 2 * 18)
 
 
 def test_torchscript_file_predicts_the_same_top1_as_its_work_dir(exported, three_members,
@@ -141,4 +142,8 @@ def test_overlay_attention():
     assert blended[10, 6, 2] > blended[10, 6, 0] and blended[10, 24, 0] > blended[10, 24, 2]
     flat = overlay_attention(image, np.zeros((4, 4), dtype=np.float32))
     assert np.isfinite(flat).all()
-    assert attention_strip(image, [attention, attention]).shape == (20, 3 * 30 + 2 * 4, 3)
+    strip = attention_strip(image, [attention, attention], ['stage 1', 'stage 2'],
+                            height=20)
+    assert strip.shape == (20 + 18, 3 * 30 + 2 * 4, 3)
+    # Under the name band: the image itself, unscaled.
+    assert np.array_equal(strip[18:, :30], image)

@@ -5,7 +5,6 @@ Resuming after a kill: tests/test_resume.py.
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -110,13 +109,13 @@ def test_two_gloo_processes_train_a_stage_with_a_teacher(two_stages, demo_root):
     assert json.loads((two_stages / 'results.json').read_text())['stages'][1]['reused'] is False
 
 
-def test_missing_data_fails_fast_with_one_line(tmp_path):
-    started = time.monotonic()
+def test_missing_data_is_one_line_naming_the_download_and_data_root(tmp_path):
+    """(That it fails before torch loads is tests/test_command_line.py's; its time is
+    measured by tools/benchmark_startup.py, not asserted.)"""
     result = subprocess.run([sys.executable, '-m', 'ktcli', 'train', '--dataset', 'air', '--n',
                              '5', '--alpha', '0.5', '--data-root', '/nonexistent'],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    elapsed = time.monotonic() - started
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and 'kt data download air' in lines[0] and '/nonexistent' in lines[0]
-    assert elapsed < 5
+    assert len(lines) == 1 and 'kt data download air --data-root /nonexistent' in lines[0]
+    assert 'or pass --data-root with the folder of a copy you already have' in lines[0]

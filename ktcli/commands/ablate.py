@@ -67,7 +67,8 @@ def ablate_alpha(
         work_dir = options.default_work_dir('ablate_')
         runs = [(alpha, options.trainer(work_dir, options.settings(root, alpha, seed), console,
                                         run_name(alpha=alpha if len(alphas) > 1 else None,
-                                                 seed=seed if len(seed_list) > 1 else None)))
+                                                 seed=seed if len(seed_list) > 1 else None),
+                                        'ablate'))
                 for alpha in alphas for seed in seed_list]
         from ..stages.sequence import train_sequences
         trained = train_sequences([(trainer, n, False) for _, trainer in runs], console,
@@ -146,7 +147,7 @@ def ablate_n(
         root = options.prepared_data_root(console)
         work_dir = options.default_work_dir('ablate_')
         runs = [options.trainer(work_dir, options.settings(root, alpha, seed), console,
-                                run_name(seed=seed if len(seed_list) > 1 else None))
+                                run_name(seed=seed if len(seed_list) > 1 else None), 'ablate')
                 for seed in seed_list]
         # Ours first: the stage 1 both share is labelled as the chain's.
         sequences = [(trainer, max_n, independent) for trainer in runs

@@ -13,7 +13,7 @@ from ..data.check import DatasetSummary, summarise_dataset
 from ..data.download import download_dataset
 from ..data.image_verification import unreadable_error
 from ..data.specs import DATASETS, DEMO_TEST_PER_CLASS, DEMO_TRAIN_PER_CLASS
-from ..errors import exit_on_user_error
+from ..errors import UserError, exit_on_user_error
 
 DatasetName = Enum('DatasetName', [(name, name) for name in DATASETS], type=str)
 
@@ -23,10 +23,22 @@ data_app = typer.Typer(
     no_args_is_help=True)
 
 
+def older_spelling(value: Optional[Path], old: Optional[Path], name: str) -> Optional[Path]:
+    """``--data-root`` from itself or from the older option ``name`` (hidden), not both."""
+    if old is None:
+        return value
+    if value is not None:
+        raise UserError(f'pass --data-root alone; {name} is its older spelling')
+    return old
+
+
 @data_app.command()
 def demo(
-    out: Path = typer.Option(Path('data/kt_demo'), '--out',
-                             help='The folder to write the demo dataset to.'),
+    data_root: Optional[Path] = typer.Option(
+        None, '--data-root', help='The folder to write the demo dataset to (default: '
+        'data/kt_demo).'),
+    out: Optional[Path] = typer.Option(None, '--out', hidden=True,
+                                       help='Older spelling of --data-root.'),
     seed: int = typer.Option(0, '--seed', min=0, help='The random seed.'),
     img_size: int = typer.Option(80, '--img-size', min=32,
                                  help='The side of the square images, in pixels.'),
@@ -41,7 +53,8 @@ def demo(
     with exit_on_user_error():
         from ..data.demo import DEMO_CLASSES, make_demo_dataset
         start = time.perf_counter()
-        path = make_demo_dataset(out, seed=seed, img_size=img_size,
+        data_root = older_spelling(data_root, out, '--out') or Path(DATASETS['demo'].default_root)
+        path = make_demo_dataset(data_root, seed=seed, img_size=img_size,
                                  train_per_class=train_per_class, test_per_class=test_per_class)
         seconds = time.perf_counter() - start
     images = len(DEMO_CLASSES) * (train_per_class + test_per_class)
@@ -53,19 +66,27 @@ def demo(
 def download(
     dataset: DatasetName = typer.Argument(
         ..., help='cub or air (car cannot be downloaded: the command says what to do instead).'),
-    root: Path = typer.Option(Path('data'), '--root',
-                              help='The folder to download into; the dataset unpacks into a '
-                              'subfolder of it (e.g. data/CUB_200_2011).'),
-    url: Optional[str] = typer.Option(None, '--url',
-                                      help='A mirror of the archive, instead of the official '
-                                      'URL.'),
+    data_root: Optional[Path] = typer.Option(
+        None, '--data-root', help="The dataset folder to create (default: the dataset's usual "
+        'folder, data/CUB_200_2011 or data/fgvc-aircraft-2013b); the archive is kept in the '
+        'folder above it.'),
+    root: Optional[Path] = typer.Option(None, '--root', hidden=True,
+                                        help='Older spelling: the folder above the dataset.'),
+    url: Optional[str] = typer.Option(
+        None, '--url', help='A mirror of the archive instead of the official URL, or '
+        'file:///path/to/archive of a copy already on this machine (checked and unpacked where '
+        'it lies).'),
     md5: Optional[str] = typer.Option(None, '--md5',
                                       help="The MD5 of the mirror's archive, when it differs "
                                       'from the official one.'),
 ) -> None:
     """Download, verify and unpack a dataset; an interrupted download resumes."""
     with exit_on_user_error('run the same command again to resume the download'):
-        download_dataset(dataset.value, root, url=url, md5=md5, console=Console())
+        if root is not None:
+            download = DATASETS[dataset.value].download
+            data_root = older_spelling(data_root, root / (download.unpacks_to if download
+                                                          else dataset.value), '--root')
+        download_dataset(dataset.value, data_root, url=url, md5=md5, console=Console())
 
 
 def _summary_table(summary: DatasetSummary) -> Table:
@@ -99,5 +120,7 @@ def check(
         with console.status(f'loading {escape(str(root))}'):
             summary = summarise_dataset(dataset.value, root, verify_images=verify_images)
         console.print(_summary_table(summary))
+        for warning in summary.coverage_warnings():
+            console.print(warning, style='yellow', markup=False, highlight=False)
         if summary.unreadable:
             raise unreadable_error(summary.root, summary.unreadable)

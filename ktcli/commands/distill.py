@@ -54,15 +54,16 @@ def distill(
         from ..reports.ensemble_figures import ensemble_rows
         from ..reports.test_outputs import cached_test_outputs
         from ..stages.distillation import (DistillSettings, compose_student_config,
-                                           members_settings)
+                                           members_settings, student_settings)
         from ..stages.manifest import Manifest
         from ..stages.sequence import SequenceTrainer
         from ..stages.work_dir import parse_models, trained_stages
 
         members = trained_stages(work_dir, parse_models(models))
-        settings = members_settings(Manifest(work_dir), members, data_root)
         options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
                                   attention_weight, seed)
+        settings = student_settings(members_settings(Manifest(work_dir), members, data_root),
+                                    members, options)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
         scheduler = make_scheduler(work_dir, launcher, settings.processes,
                                    slurm_args=slurm_args, verbose=verbose, console=console)
@@ -104,14 +105,17 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
     console.print(table)
     mean_single = statistics.mean(row.top1 for row in rows)
     best = max(row.top1 for row in rows)
-    console.print(f'the student closes {gap_closed(student.top1, mean_single, ensemble_top1)} '
-                  f'of the gap between the mean member and the ensemble, and '
-                  f'{gap_closed(student.top1, best, ensemble_top1)} of the gap between the '
-                  'best member and the ensemble')
+    for name, single in (('mean member', mean_single), ('best member', best)):
+        share = gap_closed(student.top1, single, ensemble_top1)
+        console.print(f'the ensemble is not above the {name} ({single:.2f}): there is no gap '
+                      'to close' if share is None else
+                      f'the student closes {share:.0f}% of the gap between the {name} '
+                      f'({single:.2f}) and the ensemble')
 
 
-def gap_closed(student: float, single: float, ensemble: float) -> str:
-    """``(student - single) / (ensemble - single)`` as a percentage ('—' without a gap)."""
+def gap_closed(student: float, single: float, ensemble: float) -> Optional[float]:
+    """``100 * (student - single) / (ensemble - single)``; None when the ensemble is not
+    above ``single`` (no gap)."""
     if ensemble <= single:
-        return '— (no gap: the ensemble is not above that)'
-    return f'{100 * (student - single) / (ensemble - single):.0f}%'
+        return None
+    return 100 * (student - single) / (ensemble - single)

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from ..errors import exit_on_user_error
 from ..writing import write_atomically
-from ..stages.work_dir import parse_models, trained_stages
 from .training_options import STAGE_DATA_ROOT
 
 if TYPE_CHECKING:
@@ -49,6 +48,7 @@ def ensemble(
         from ..reports.ensemble_figures import ensemble_rows, error_structure
         from ..reports.test_outputs import cached_test_outputs
         from ..stages.stage_data import StageData
+        from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         from ..devices import checked_device
         device = checked_device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -133,7 +133,6 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
     from ..reports.paired_statistics import compare_paired, percent
     from ..reports.test_outputs import cached_test_outputs
     from ..stages.distillation import distilled_students
-    from ..stages.stage_files import read_stage_config
 
     by_digest = {stage.digest: (stage, output) for stage, output in zip(stages, outputs)}
     records = []
@@ -143,12 +142,11 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
         member_stages, member_outputs = zip(*(by_digest[d] for d in student.members))
         output = cached_test_outputs(student.dir, student.digest, student.config,
                                      student.checkpoint, device, batch_size, data)
-        backbone = read_stage_config(student.config).model.backbone
         member_rows = ensemble_rows(list(member_outputs), [s.index for s in member_stages],
                                     list(student.members))
         correct = topk_hits(output['logits'], output['labels'])
         records.append(dict(
-            digest=student.digest, backbone=backbone.get('model_name', backbone.type),
+            digest=student.digest, backbone=student.backbone or _backbone_type(student.config),
             stages=[s.index for s in member_stages], images=len(correct),
             top1_correct=int(correct.sum()), top1=percent(correct.sum(), len(correct)),
             members_ensemble_top1=member_rows[-1].ensemble_top1,
@@ -156,6 +154,13 @@ def student_records(work_dir: Path, stages: list, outputs: list, device: str,
             against_ensemble=compare_paired(correct, member_rows[-1].ensemble_correct,
                                             'student', 'ensemble')))
     return records
+
+
+def _backbone_type(config: Path) -> str:
+    """The backbone a student's config builds (students recorded before kt kept the name)."""
+    from ..stages.stage_files import read_stage_config
+    backbone = read_stage_config(config).model.backbone
+    return backbone.get('model_name', backbone.type)
 
 
 def _students_table(records: List[dict]) -> Table:
@@ -172,10 +177,10 @@ def _students_table(records: List[dict]) -> Table:
         table.add_row(record['digest'], record['backbone'], ','.join(map(str, record['stages'])),
                       f'{record["top1"]:.2f}', f'{record["members_ensemble_top1"]:.2f}',
                       comparison_text(record['against_ensemble'], cell=True),
-                      gap_closed(record['top1'], record['best_member_top1'],
-                                 record['members_ensemble_top1']))
+                      _figure(gap_closed(record['top1'], record['best_member_top1'],
+                                         record['members_ensemble_top1']), 0, '%'))
     return table
 
 
-def _figure(value: Optional[float], digits: int = 2) -> str:
-    return '—' if value is None else f'{value:.{digits}f}'
+def _figure(value: Optional[float], digits: int = 2, unit: str = '') -> str:
+    return '—' if value is None else f'{value:.{digits}f}{unit}'

@@ -84,8 +84,10 @@ def predict(
                 ranked = _ranked(outputs[0][k], metadata['classes'], topk)
                 picture = None
                 if attention_out is not None:
+                    caption = f'{ranked[0]["name"]} ({ranked[0]["probability"]:.0%})'
                     picture = _write_attention(attention_out, path, image, box,
-                                               _member_maps(outputs, k), written)
+                                               _member_maps(outputs, k),
+                                               _member_labels(metadata), caption, written)
                 _show(console, path, ranked, picture, as_json)
         if not read:
             raise UserError(f'no image could be read ({len(paths)} given); pass image files '
@@ -261,9 +263,16 @@ def _member_maps(outputs: list, k: int) -> list:
     return [output[k] for output in outputs[1:]]
 
 
+def _member_labels(metadata: dict) -> List[str]:
+    """``stage k`` for each member (``student`` for a distilled student)."""
+    return [f'stage {stage["index"]}' if stage['index'] else 'student'
+            for stage in metadata['stages']]
+
+
 def _write_attention(folder: Path, path: Path, image: 'np.ndarray', box: tuple, maps: list,
-                     written: Dict[str, int]) -> Path:
-    """Write the image and one overlay per member side by side, as ``<stem>.png``."""
+                     labels: List[str], caption: str, written: Dict[str, int]) -> Path:
+    """Write the image and one named overlay per member side by side, under the
+    ensemble's prediction, as ``<stem>.png``."""
     from PIL import Image
 
     from ..reports.attention_overlay import attention_strip
@@ -271,7 +280,8 @@ def _write_attention(folder: Path, path: Path, image: 'np.ndarray', box: tuple, 
     count = written.get(path.stem, 0)
     written[path.stem] = count + 1
     target = folder / (f'{path.stem}.png' if not count else f'{path.stem}-{count + 1}.png')
-    Image.fromarray(attention_strip(image[..., ::-1], maps, box)).save(target)
+    Image.fromarray(attention_strip(image[..., ::-1], maps, labels, f'ensemble: {caption}',
+                                    box)).save(target)
     return target
 
 

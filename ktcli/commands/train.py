@@ -9,18 +9,18 @@ from rich.table import Table
 
 from ..errors import exit_on_user_error
 from ..writing import write_atomically
-from .training_options import TrainingOptions, finite_non_negative, with_training_options
-
-RESULTS_NAME = 'results.json'
-
+from .training_options import (SEQUENCE_PANEL, TrainingOptions, finite_non_negative,
+                               with_training_options)
 
 @with_training_options
 def train(
     options: TrainingOptions,
-    n: int = typer.Option(5, min=1, help='Number of models in the sequence.'),
-    alpha: float = typer.Option(0.5, callback=finite_non_negative, help='Weight of the OR-loss.'),
+    n: int = typer.Option(5, min=1, help='Number of models in the sequence.',
+                          rich_help_panel=SEQUENCE_PANEL),
+    alpha: float = typer.Option(0.5, callback=finite_non_negative, help='Weight of the OR-loss.',
+                                rich_help_panel=SEQUENCE_PANEL),
     seed: int = typer.Option(0, min=0, help='Random seed of the sequence (model k uses '
-                             '1000 * seed + k - 1).'),
+                             '1000 * seed + k - 1).', rich_help_panel=SEQUENCE_PANEL),
 ) -> None:
     """Train model 1 with cross-entropy, then models 2..N with the OR-loss against all
     earlier ones; report each model's and the ensemble's top-1.
@@ -39,10 +39,10 @@ def train(
             return
         results = trained[0]
         print_results(console, results, f'{options.backbone} on {options.spec().title}, '
-                      f'alpha {alpha} ({options.weighting.value}), {options.epochs} epochs')
-        write_results(trainer.work_dir, settings, results)
-        console.print(f'results: {trainer.work_dir / RESULTS_NAME} '
-                      f'({time.monotonic() - started:.0f} s)')
+                      f'alpha {alpha} ({options.weighting.value}), {options.epochs} '
+                      f'epoch{"s" if options.epochs != 1 else ""}')
+        written = write_results(trainer.work_dir, settings, results)
+        console.print(f'results: {written} ({time.monotonic() - started:.0f} s)')
 
 
 def print_results(console: Console, results: list, title: str) -> None:
@@ -57,10 +57,12 @@ def print_results(console: Console, results: list, title: str) -> None:
     console.print(table)
 
 
-def write_results(work_dir: Path, settings, results: list) -> None:
+def write_results(work_dir: Path, settings, results: list) -> Path:
     """Write results.json: the settings (as the stages record them: no folder of this
-    machine) and, per stage, the figures of the table."""
+    machine) and, per stage, the figures of the table; its path."""
+    from ..stages.manifest import RESULTS_NAME
     record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
     write_atomically(work_dir / RESULTS_NAME, json.dumps(
         dict(settings=record, stages=[result.record() for result in results]),
         indent=2, default=str))
+    return work_dir / RESULTS_NAME

@@ -59,57 +59,80 @@ def finite_non_negative(param: typer.CallbackParam, value: float) -> float:
     return value
 
 
+# The panels of `kt train --help` and `kt ablate ... --help`.
+DATA_PANEL = 'Data'
+MODEL_PANEL = 'Model'
+SCHEDULE_PANEL = 'Schedule'
+SEQUENCE_PANEL = 'Sequence'
+RUNNER_PANEL = 'Runner and output'
+
+
 def _options_template(
-    dataset: DatasetName = typer.Option('cub', help='Which dataset to train on.'),
+    dataset: DatasetName = typer.Option('cub', help='Which dataset to train on.',
+                                        rich_help_panel=DATA_PANEL),
     data_root: Optional[Path] = typer.Option(
-        None, help="Dataset folder (default: the dataset's usual folder under data/)."),
+        None, help="Dataset folder (default: the dataset's usual folder under data/).",
+        rich_help_panel=DATA_PANEL),
     backbone: str = typer.Option(
         'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
         'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
-        'comma-separated list gives stage k the k-th (the last one repeats).'),
+        'comma-separated list gives stage k the k-th (the last one repeats).',
+        rich_help_panel=MODEL_PANEL),
     weighting: Weighting = typer.Option(
         Weighting.fixed, help="fixed: the paper's alpha * L_OR; adaptive: the authors' code, "
-        'rescaled every step to alpha * L_CE.'),
-    epochs: int = typer.Option(100, min=1, help='Epochs per model.'),
-    batch_size: int = typer.Option(32, min=1, help='Total batch size over all processes.'),
+        'rescaled every step to alpha * L_CE.', rich_help_panel=SEQUENCE_PANEL),
+    epochs: int = typer.Option(100, min=1, help='Epochs per model.',
+                               rich_help_panel=SCHEDULE_PANEL),
+    batch_size: int = typer.Option(32, min=1, help='Total batch size over all processes.',
+                                   rich_help_panel=SCHEDULE_PANEL),
     lr: float = typer.Option(0.01, callback=finite_non_negative,
                              help='Head learning rate; a pretrained backbone learns at a '
-                             "tenth of it (the paper's ratio)."),
+                             "tenth of it (the paper's ratio).", rich_help_panel=SCHEDULE_PANEL),
     img_size: Optional[int] = typer.Option(
-        None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).'),
+        None, min=8, help='Crop size in pixels (default: 448, the paper; 64 for demo).',
+        rich_help_panel=SCHEDULE_PANEL),
     pretrained: str = typer.Option(
         'default', help="Backbone initialisation: default (the backbone's ImageNet weights; "
-        "timm's own for timm/...), none (from scratch), a checkpoint file or a URL."),
+        "timm's own for timm/...), none (from scratch), a checkpoint file or a URL.",
+        rich_help_panel=MODEL_PANEL),
     frozen_stages: Optional[int] = typer.Option(
         None, min=-1, help='Freeze the backbone stem and this many stages after it (-1: '
-        "nothing; default: the backbone config's choice)."),
+        "nothing; default: the backbone config's choice).", rich_help_panel=MODEL_PANEL),
     output_stride: Optional[OutputStride] = typer.Option(
         None, help='Stride of the last feature map of a timm backbone: 16 or 8 dilate its '
-        'last stages for a 2x or 4x larger attention map (default: its own, usually 32).'),
-    amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).'),
+        'last stages for a 2x or 4x larger attention map (default: its own, usually 32).',
+        rich_help_panel=MODEL_PANEL),
+    amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).',
+                             rich_help_panel=SCHEDULE_PANEL),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
-        '(default: work_dirs/<backbone>_<dataset>).'),
+        '(default: work_dirs/<backbone>_<dataset>).', rich_help_panel=RUNNER_PANEL),
     gpus: int = typer.Option(1, min=1, help='Processes per stage (one per GPU; on a CPU-only '
-                             'machine, CPU processes with gloo).'),
+                             'machine, CPU processes with gloo).', rich_help_panel=RUNNER_PANEL),
     launcher: Launcher = typer.Option(
         Launcher.none, help='none: this machine (torchrun when --gpus > 1); pytorch: torchrun; '
         "slurm: one sbatch job per stage, each after its teachers' jobs (follow them with "
-        '`kt status`, then rerun the command to score).'),
+        '`kt status`, then rerun the command to score).', rich_help_panel=RUNNER_PANEL),
     parallel: int = typer.Option(
         1, min=1, help='Train up to this many independent stages at once on this machine, '
-        'each on its own --gpus GPUs or, without GPUs, its share of the CPUs.'),
+        'each on its own --gpus GPUs or, without GPUs, its share of the CPUs.',
+        rich_help_panel=RUNNER_PANEL),
     slurm_args: str = typer.Option(
         '', help='sbatch options for every stage job of --launcher slurm, e.g. "-p gpu '
         '--gres=gpu:4 --cpus-per-task=5 --time=24:00:00"; --cpus-per-task=K gives each '
-        'process K torch threads and at most K data loader workers (default: 1 CPU).'),
+        'process K torch threads and at most K data loader workers (default: 1 CPU).',
+        rich_help_panel=RUNNER_PANEL),
     cfg_options: List[str] = typer.Option(
-        [], '--cfg-options', help='KEY=VALUE config override passed to mmengine (repeatable).'),
+        [], '--cfg-options', help='KEY=VALUE config overrides passed to mmengine, several '
+        'after one --cfg-options as in mmengine\'s tools (a=1 b=2).',
+        rich_help_panel=RUNNER_PANEL),
     vis_backend: List[str] = typer.Option(
-        [], help='Also log to tensorboard, wandb, mlflow, ... (repeatable).'),
-    verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stages' full logs."),
+        [], help='Also log to tensorboard, wandb, mlflow, ... (repeatable).',
+        rich_help_panel=RUNNER_PANEL),
+    verbose: bool = typer.Option(False, '--verbose', '-v', help="Show the stages' full logs.",
+                                 rich_help_panel=RUNNER_PANEL),
     dry_run: bool = typer.Option(False, '--dry-run', help='Say how many stages are planned, '
-                                 'reused and to train, then exit.'),
+                                 'reused and to train, then exit.', rich_help_panel=RUNNER_PANEL),
 ) -> None:
     """Declares the shared options (never called)."""
 
@@ -162,7 +185,8 @@ class TrainingOptions:
         from ..data.check import verified_data_root
         from ..data.data_folders import remember_folder
         from ..data.fingerprint import dataset_fingerprint
-        root = verified_data_root(spec.name, root)
+        root = verified_data_root(spec.name, root, warn=lambda line: console.print(
+            line, style='yellow', markup=False, highlight=False))
         fingerprint = dataset_fingerprint(spec.name, root)
         remember_folder(fingerprint, root)
         return PreparedData(root, fingerprint)
@@ -188,12 +212,13 @@ class TrainingOptions:
         return make_scheduler(work_dir, self.launcher, self.gpus, self.parallel, self.slurm_args,
                               self.verbose, console)
 
-    def trainer(self, work_dir: Path, settings, console: Console, name: str = ''):
+    def trainer(self, work_dir: Path, settings, console: Console, name: str = '',
+                command: str = 'train'):
         """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``; ``name`` prefixes
-        its stages' labels."""
+        its stages' labels, ``command`` says which command trains it."""
         from ..stages.sequence import SequenceTrainer
         return SequenceTrainer(work_dir, settings, self.scheduler(work_dir, console), name,
-                               console)
+                               console, command)
 
 
 def with_training_options(command: Callable) -> Callable:

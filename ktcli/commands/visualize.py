@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError, exit_on_user_error
-from ..stages.work_dir import parse_models, trained_stages
 from ..writing import write_atomically
 from .training_options import STAGE_DATA_ROOT
 
@@ -46,6 +45,7 @@ def visualize(
         from PIL import Image
         if out.suffix.lower() not in Image.registered_extensions():
             raise UserError(f'--out {out} needs an image suffix PIL writes, e.g. .png or .jpg')
+        from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         grid, shown = prediction_grid(stages, images, count, seed, method.value, data_root)
         picture = io.BytesIO()

@@ -7,7 +7,7 @@ own dataset classes and can open every image. ``verified_data_root`` refuses,
 before ``kt train`` or ``kt ablate`` starts a stage, whatever ``kt data check``
 refuses.
 """
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +66,16 @@ class DatasetSummary:
     def unreadable(self) -> list[Path]:
         """The unreadable images of all splits."""
         return [path for split in self.splits for path in split.unreadable]
+
+    def coverage_warnings(self) -> list[str]:
+        """One line per split that holds images of only some of the dataset's classes."""
+        title = dataset_spec(self.name).title
+        return [f'warning: the {split.name} split holds images of {split.num_classes} of the '
+                f'{self.num_classes} classes of {title}; the model still predicts all '
+                f'{self.num_classes}, so its figures are not comparable with the whole '
+                "dataset's (for a subset of classes, use --dataset custom with an ImageFolder "
+                'tree)'
+                for split in self.splits if split.num_classes < self.num_classes]
 
 
 def _has_image(folder: Path) -> bool:
@@ -131,15 +141,13 @@ def layout_problem(name: str, root: str | Path) -> str | None:
 
 
 def _remedy(name: str, spec: DatasetSpec, root: Path) -> str:
-    """How to get a dataset into ``root``."""
+    """How to get a dataset into ``root``, or point kt at a copy elsewhere."""
+    elsewhere = 'or pass --data-root with the folder of a copy you already have'
     if spec.download is not None:
-        remedy = f'get it with `kt data download {name} --root {root.parent}`'
-        if root.name != spec.download.unpacks_to:
-            remedy += f', which unpacks to {root.parent / spec.download.unpacks_to}'
-        return remedy
+        return f'get it with `kt data download {name} --data-root {root}`, {elsewhere}'
     if name == 'demo':
-        return f'write it with `kt data demo --out {root}`'
-    return spec.no_download
+        return f'write it with `kt data demo --data-root {root}`, {elsewhere}'
+    return f'{spec.no_download}; {elsewhere}'
 
 
 def _nested_root_hint(spec: DatasetSpec, root: Path) -> str:
@@ -365,7 +373,8 @@ def split_samples(name: str, root: Path) -> Iterable[SplitSamples]:
         yield SplitSamples(split, samples, classes)
 
 
-def verified_data_root(name: str, root: str | Path) -> Path:
+def verified_data_root(name: str, root: str | Path,
+                       warn: Callable[[str], None] | None = None) -> Path:
     """Check a dataset as ``kt data check`` does, before training starts.
 
     Runs ``summarise_dataset`` with every image verified: the layout, the
@@ -376,6 +385,8 @@ def verified_data_root(name: str, root: str | Path) -> Path:
     Args:
         name: The dataset (cub, car, air, demo or custom).
         root: The dataset root.
+        warn: Called with each warning of a dataset that trains but holds
+            images of only some of its classes. Defaults to None (silent).
 
     Returns:
         The resolved root.
@@ -388,4 +399,6 @@ def verified_data_root(name: str, root: str | Path) -> Path:
     summary = summarise_dataset(name, root, verify_images=True)
     if summary.unreadable:
         raise unreadable_error(summary.root, summary.unreadable)
+    for warning in summary.coverage_warnings() if warn else ():
+        warn(warning)
     return summary.root

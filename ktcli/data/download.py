@@ -8,12 +8,14 @@ MD5 matches.
 import hashlib
 import http.client
 import re
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from rich.console import Console
 from rich.markup import escape
@@ -146,26 +148,53 @@ def _archive_name(url: str, default: str) -> str:
     return PurePosixPath(urlparse(url).path).name or default
 
 
-def download_dataset(name: str, root: str | Path = 'data', url: str | None = None,
-                     md5: str | None = None, console: Console | None = None) -> Path:
-    """Download, verify and unpack a dataset's archive into ``root``.
+def _local_archive(url: str) -> Path | None:
+    """The file a ``file://`` URL names (used where it lies), or None for other URLs."""
+    parsed = urlparse(url)
+    return Path(url2pathname(parsed.path)) if parsed.scheme == 'file' else None
 
-    Nothing is downloaded when ``root`` already holds the dataset. An earlier
-    interrupted download (``<archive>.part``) is resumed. The archive is
-    kept next to the data once unpacked.
+
+def _unpack_to(archive: Path, top_folder: str, data_root: Path, console: Console) -> None:
+    """Unpack ``archive``, whose top folder is ``top_folder``, so that it becomes
+    ``data_root``."""
+    parent = data_root.parent
+    if data_root.name == top_folder:
+        _unpack(archive, parent, console)
+        return
+    staging = parent / f'.{data_root.name}.unpacking'
+    shutil.rmtree(staging, ignore_errors=True)
+    _unpack(archive, staging, console)
+    unpacked = staging / top_folder
+    if not unpacked.is_dir():
+        raise UserError(f'{archive} holds no {top_folder}/ folder; check --url')
+    if data_root.is_dir() and not any(data_root.iterdir()):
+        data_root.rmdir()
+    unpacked.rename(data_root)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def download_dataset(name: str, data_root: str | Path | None = None, url: str | None = None,
+                     md5: str | None = None, console: Console | None = None) -> Path:
+    """Download, verify and unpack a dataset's archive so that it is at ``data_root``.
+
+    Nothing is downloaded when ``data_root`` already holds the dataset. An
+    earlier interrupted download (``<archive>.part``) is resumed. The archive
+    is kept in the folder above ``data_root``. A ``file://`` URL (a copy of the
+    archive already on this machine) is checked and unpacked where it lies,
+    not copied.
 
     Args:
         name: The dataset: cub or air (car, demo and custom have no download).
-        root: The folder to download into; the archive unpacks into a
-            subfolder of it (e.g. ``CUB_200_2011``). Defaults to 'data'.
-        url: A mirror of the archive, instead of the official URL.
+        data_root: The dataset folder to create. Defaults to the dataset's
+            usual folder (e.g. ``data/CUB_200_2011``).
+        url: A mirror of the archive, or ``file:///path/to/archive``, instead
+            of the official URL.
         md5: The MD5 of the mirror's archive, when it differs from the
             official one.
         console: Where to print progress. Defaults to a new console.
 
     Returns:
-        The unpacked dataset root, whose layout passed the checks of
-        ``check_layout``.
+        The dataset root, whose layout passed the checks of ``check_layout``.
 
     Raises:
         UserError: If the dataset has no download, the download fails or its
@@ -179,23 +208,36 @@ def download_dataset(name: str, root: str | Path = 'data', url: str | None = Non
     if md5 is not None and not re.fullmatch(r'[0-9a-fA-F]{32}', md5):
         raise UserError(f'--md5 must be 32 hexadecimal digits, got {md5!r}')
     console = console or Console()
-    root = Path(root).expanduser().resolve()
-    target = root / spec.download.unpacks_to
+    target = Path(data_root or spec.default_root).expanduser().resolve()
     if layout_problem(name, target) is None:
         console.print(f'{escape(spec.title)} is already at {escape(str(target))}; nothing to '
                       'download', soft_wrap=True)
         return target
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f'{target} exists and does not hold {spec.title} '
+                        f'({layout_problem(name, target)}); move it away or pass another '
+                        '--data-root')
 
     url = url or spec.download.url
     expected_md5 = (md5 or spec.download.md5).lower()
-    archive = root / _archive_name(url, PurePosixPath(spec.download.url).name)
-    root.mkdir(parents=True, exist_ok=True)
-    if archive.is_file() and _md5_of_file(archive).hexdigest() == expected_md5:
-        console.print(f'using the archive downloaded before, {escape(str(archive))}',
-                      soft_wrap=True)
+    archive = _local_archive(url)
+    if archive is not None:
+        if not archive.is_file():
+            raise UserError(f'--url {url}: {archive} does not exist')
+        got = _md5_of_file(archive).hexdigest()
+        if got != expected_md5:
+            raise UserError(f'the checksum of {archive} did not match (expected MD5 '
+                            f'{expected_md5}, got {got}); pass --md5 with its own checksum if '
+                            'it is another mirror of the dataset')
     else:
-        _fetch(url, archive, expected_md5, console)
-    _unpack(archive, root, console)
+        archive = target.parent / _archive_name(url, PurePosixPath(spec.download.url).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if archive.is_file() and _md5_of_file(archive).hexdigest() == expected_md5:
+            console.print(f'using the archive downloaded before, {escape(str(archive))}',
+                          soft_wrap=True)
+        else:
+            _fetch(url, archive, expected_md5, console)
+    _unpack_to(archive, spec.download.unpacks_to, target, console)
     problem = layout_problem(name, target)
     if problem is not None:
         raise UserError(f'{archive} did not unpack to the layout of {spec.title} ({problem}); '

@@ -127,9 +127,11 @@ def run_fresh(path: Path, batches: Iterable[Tuple[str, np.ndarray]],
     with tempfile.TemporaryDirectory(prefix='kt_export_check_') as folder:
         inputs, results = Path(folder) / 'inputs.npz', Path(folder) / 'outputs.npz'
         names = _write_npz(inputs, batches)
+        # It runs in the folder kt is imported from (so that it imports this kt), so the
+        # file is named by its absolute path: a relative one means the caller's folder.
         process = subprocess.run(
-            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(path), str(inputs),
-             str(results), '--device', device],
+            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(Path(path).resolve()),
+             str(inputs), str(results), '--device', device],
             capture_output=True, text=True, cwd=IMPORT_ROOT)
         if process.returncode != 0:
             lines = process.stderr.strip().splitlines()

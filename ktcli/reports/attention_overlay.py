@@ -5,6 +5,9 @@ import numpy as np
 
 # (x1, y1, x2, y2) in pixels, x2 and y2 exclusive.
 Box = Tuple[int, int, int, int]
+# The least height of a strip's panels, and the height of a text band above them.
+PANEL_HEIGHT = 192
+LABEL_BAND = 18
 
 
 def overlay_attention(image: np.ndarray, attention: np.ndarray, alpha: float = 0.5,
@@ -42,20 +45,41 @@ def overlay_attention(image: np.ndarray, attention: np.ndarray, alpha: float = 0
 
 
 def attention_strip(image: np.ndarray, attentions: Sequence[np.ndarray],
-                    box: Optional[Box] = None, gap: int = 4) -> np.ndarray:
-    """The image followed by one overlay per attention map, side by side.
+                    labels: Sequence[str], caption: str = '', box: Optional[Box] = None,
+                    height: int = PANEL_HEIGHT, gap: int = 4) -> np.ndarray:
+    """The image followed by one overlay per attention map, side by side, each named.
+
+    Each panel is scaled up (never down) to ``height`` pixels, with its label
+    in a band above it and ``caption`` in a band above all.
 
     Args:
         image (np.ndarray): An RGB image (H, W, 3), uint8.
         attentions (Sequence[np.ndarray]): Maps (h, w), e.g. one per member.
+        labels (Sequence[str]): One name per map (the image's panel is
+            ``image``).
+        caption (str): A line above the panels, e.g. the prediction.
+            Defaults to '' (no band).
         box (Box, optional): See :func:`overlay_attention`.
+        height (int): The least panel height. Defaults to :data:`PANEL_HEIGHT`.
         gap (int): White pixels between the panels. Defaults to 4.
 
     Returns:
-        np.ndarray: An RGB image (H, (1 + len(attentions)) * W + gaps, 3), uint8.
+        np.ndarray: An RGB image, uint8.
     """
-    separator = np.full((image.shape[0], gap, 3), 255, dtype=np.uint8)
-    panels = [image]
-    for attention in attentions:
-        panels += [separator, overlay_attention(image, attention, box=box)]
-    return np.concatenate(panels, axis=1)
+    from PIL import Image, ImageDraw
+
+    scale = max(1.0, height / image.shape[0])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    panels = [image] + [overlay_attention(image, attention, box=box)
+                        for attention in attentions]
+    names = ['image', *labels]
+    top = LABEL_BAND * (2 if caption else 1)
+    canvas = Image.new('RGB', (len(panels) * (size[0] + gap) - gap, top + size[1]), 'white')
+    draw = ImageDraw.Draw(canvas)
+    if caption:
+        draw.text((4, 3), caption, fill='black')
+    for k, (panel, name) in enumerate(zip(panels, names)):
+        left = k * (size[0] + gap)
+        canvas.paste(Image.fromarray(panel).resize(size, Image.BILINEAR), (left, top))
+        draw.text((left + 4, top - LABEL_BAND + 3), name, fill='black')
+    return np.asarray(canvas)

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import UserError, builds_from
 from ..reading import open_regular, read_capped
-from ..writing import available_cpus, write_atomically
+from ..writing import write_atomically
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -93,15 +93,14 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
 
     from registry_plugins import load_trained_model
 
+    from ..stages.runner_config import cap_loader_workers
+
     cfg = cfg.copy()
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
     if batch_size:
         cfg.test_dataloader.batch_size = batch_size
-    # A received config may ask for any number of loader processes: at most one per CPU.
-    workers = cfg.test_dataloader.get('num_workers', 0)
-    if not isinstance(workers, int) or workers > available_cpus():
-        cfg.test_dataloader.num_workers = available_cpus()
+    cap_loader_workers(cfg)
     with builds_from(cfg.filename, 'test data loader'):
         loader = Runner.build_dataloader(cfg.test_dataloader)
     logits, labels, attention = [], [], []

@@ -26,9 +26,11 @@ from .work_dir import DISTILLED, STUDENT_INDEX, TrainedStage
 
 @dataclass(frozen=True)
 class DistilledStudent(TrainedStage):
-    """A finished student, with the digests of the stages it was distilled from."""
+    """A finished student, with the digests of the stages it was distilled from and the
+    name of its backbone (``--backbone``, e.g. ``resnet18_tiny``)."""
 
     members: Tuple[str, ...] = ()
+    backbone: str = ''
 
 
 @dataclass(frozen=True)
@@ -71,21 +73,38 @@ def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
     return dataclasses.replace(settings, data_root=str(root))
 
 
-def compose_student_config(settings: TrainSettings, members: Sequence[TrainedStage],
-                           work_dir: Path, distill: DistillSettings) -> Config:
-    """The full config of a student distilled from ``members``.
-
-    The members' data, pipeline, schedule and batch, with the student's
-    backbone (the first member's by default), epochs, lr and initialisation;
-    model ``KTDistiller`` with cross-entropy weighted ``1 - kd_weight`` and
-    :class:`~registry_plugins.distillation_loss.EnsembleDistillationLoss`;
-    the members as teachers; seed ``1000 * seed + 999`` (never a member's).
+def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
+                     distill: DistillSettings) -> TrainSettings:
+    """The training settings of a student: the members' data, pipeline, schedule and batch,
+    with the student's backbone (the first member's by default), epochs, lr, initialisation
+    and seed.
 
     Args:
         settings (TrainSettings): The members' settings.
         members (Sequence[TrainedStage]): The stages whose ensemble is distilled.
+        distill (DistillSettings): What ``kt distill`` sets.
+    """
+    return dataclasses.replace(
+        settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
+        epochs=distill.epochs or settings.epochs,
+        lr=settings.lr if distill.lr is None else distill.lr,
+        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
+
+
+def compose_student_config(student: TrainSettings, members: Sequence[TrainedStage],
+                           work_dir: Path, distill: DistillSettings) -> Config:
+    """The full config of a student distilled from ``members``.
+
+    The student's settings (:func:`student_settings`); model ``KTDistiller``
+    with cross-entropy weighted ``1 - kd_weight`` and
+    :class:`~registry_plugins.distillation_loss.EnsembleDistillationLoss`;
+    the members as teachers; seed ``1000 * seed + 999`` (never a member's).
+
+    Args:
+        student (TrainSettings): The student's settings.
+        members (Sequence[TrainedStage]): The stages whose ensemble is distilled.
         work_dir (Path): The work directory.
-        distill (DistillSettings): The student's settings.
+        distill (DistillSettings): What ``kt distill`` sets.
 
     Returns:
         Config: A config that ``tools/train.py`` runs on its own.
@@ -95,11 +114,6 @@ def compose_student_config(settings: TrainSettings, members: Sequence[TrainedSta
                         f'got {distill.kd_weight}')
     if distill.temperature <= 0:
         raise UserError(f'--temperature must be positive, got {distill.temperature}')
-    student = dataclasses.replace(
-        settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
-        epochs=distill.epochs or settings.epochs,
-        lr=settings.lr if distill.lr is None else distill.lr,
-        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
     if student.pretrained.startswith(PRETRAINED_FILE):
         raise UserError(f'the members started from a --pretrained file ({student.pretrained}); '
                         'pass that file to kt distill with --pretrained FILE, or --pretrained '
@@ -137,5 +151,5 @@ def distilled_students(work_dir: Path) -> List[DistilledStudent]:
         students.append(DistilledStudent(
             STUDENT_INDEX, record['digest'], *(Path(work_dir) / paths[name]
                                                for name in ('dir', 'config', 'checkpoint')),
-            tuple(record.get('members', ()))))
+            tuple(record.get('members', ())), record.get('settings', {}).get('backbone', '')))
     return students

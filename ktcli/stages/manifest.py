@@ -16,6 +16,8 @@ from .records import STAGES_DIR, check_manifest, is_digest, stage_paths
 from .stage_files import read_stage_record, write_stage_record
 
 MANIFEST_NAME = 'kt_manifest.json'
+# kt train's table of the sequence it trained (ktcli/commands/train.py writes it).
+RESULTS_NAME = 'results.json'
 # Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
 LOCK_NAME = '.kt_manifest.lock'
 FORMAT_VERSION = 2
@@ -51,6 +53,8 @@ class Manifest:
         self.results: List[dict] = []
         # Stage directories the last rebuild left out, and why (the first one).
         self._skipped: List[str] = []
+        # The command that made ``chain`` the work dir's current sequence (see set_sequence).
+        self.sequence_command: Optional[str] = None
         problem = self._load()
         if problem is not None and (self.work_dir / STAGES_DIR).is_dir():
             with self._exclusive():
@@ -106,6 +110,7 @@ class Manifest:
             return str(error)
         self.stages, self.chain = data['stages'], data['chain']
         self.results = data.get('results', [])
+        self.sequence_command = data.get('sequence_command', self._recorded_command())
         return None
 
     def _rebuild(self) -> None:
@@ -132,6 +137,12 @@ class Manifest:
             self.chain.append(link.readlink().name)
             link = self.work_dir / STAGE_LINK.format(len(self.chain) + 1)
         self.results = []
+        self.sequence_command = self._recorded_command()
+
+    def _recorded_command(self) -> Optional[str]:
+        """The command that made the chain current, for a manifest that does not say (an
+        older kt's, or a rebuilt one): ``kt train`` writes results.json, nothing else does."""
+        return 'train' if self.chain and (self.work_dir / RESULTS_NAME).is_file() else None
 
     def stage(self, digest: str) -> Optional[dict]:
         """The record of stage ``digest``, if any."""
@@ -170,17 +181,30 @@ class Manifest:
                 write_stage_record(no_links_below(self.work_dir, record['dir']), record)
         return dict(record)
 
-    def set_sequence(self, chain: Optional[List[str]] = None,
-                     results: Optional[List[dict]] = None) -> None:
-        """Record the sequence last trained (its stages in order) and/or its results."""
+    def set_sequence(self, chain: List[str], results: List[dict], command: str) -> bool:
+        """Make ``chain`` the work dir's current sequence (the one ``kt ensemble``, ``export``
+        and ``predict`` use), with its results, unless ``kt train`` made another one current.
+
+        The sequence ``kt train`` trained last stays current whatever other commands (the
+        ablations) train in the same work dir; theirs becomes current only where no
+        ``kt train`` sequence is.
+
+        Args:
+            chain (list[str]): The sequence's stage digests, in order.
+            results (list[dict]): Its per-stage figures.
+            command (str): The command that trained it, e.g. ``'train'`` or ``'ablate'``.
+
+        Returns:
+            bool: Whether it is now the current sequence.
+        """
         with self._exclusive():
-            if chain is not None:
-                self.chain = list(chain)
-            if results is not None:
-                self.results = list(results)
+            if command != 'train' and self.sequence_command == 'train':
+                return False
+            self.chain, self.results, self.sequence_command = list(chain), list(results), command
+        return True
 
     def _save(self) -> None:
         """Write the manifest atomically."""
         data = dict(format=FORMAT_VERSION, stages=self.stages, chain=self.chain,
-                    results=self.results)
+                    results=self.results, sequence_command=self.sequence_command)
         write_atomically(self.path, json.dumps(data, indent=2))

@@ -127,6 +127,10 @@ def check_record(record: Any, where: str) -> dict:
     return record
 
 
+# The commands whose sequence can be a work dir's current one (Manifest.set_sequence).
+SEQUENCE_COMMANDS = (None, 'train', 'ablate')
+
+
 def check_manifest(data: Any, where: str) -> dict:
     """The manifest's data, every record and the chain checked.
 
@@ -152,6 +156,9 @@ def check_manifest(data: Any, where: str) -> dict:
                           f'not {shown(chain)}')
     if not isinstance(data.get('results', []), list):
         raise RecordError(f'{where}: results must be a list')
+    if data.get('sequence_command') not in SEQUENCE_COMMANDS:
+        raise RecordError(f'{where}: sequence_command must be one of {SEQUENCE_COMMANDS}, not '
+                          f'{shown(data.get("sequence_command"))}')
     return data
 
 

@@ -51,10 +51,9 @@ def load_config(config: str,
             check_config(cfg, f'{config} with --cfg-options')
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config).stem)
     cfg.launcher = launcher
+    fit_topk_to_classes(cfg)
+    cap_loader_workers(cfg)
     cpus = writing.available_cpus()
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(name) and cfg[name].get('num_workers', 0) > cpus:
-            cfg[name].num_workers = cpus
     if writing.slurm_cpus() is not None and 'OMP_NUM_THREADS' not in os.environ:
         # Torch would take every core of the node, whatever the job was given.
         torch.set_num_threads(cpus)
@@ -75,6 +74,38 @@ def load_config(config: str,
         elif launcher == 'slurm':
             join_slurm_group()
     return cfg
+
+
+def cap_loader_workers(cfg: Config) -> None:
+    """Give no data loader of ``cfg`` more worker processes than the CPUs kt may use (the
+    paper's configs ask for 8)."""
+    cpus = writing.available_cpus()
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        workers = cfg[name].get('num_workers', 0) if cfg.get(name) else 0
+        # A received config may ask for anything: at most one loader process per CPU.
+        if not isinstance(workers, int) or workers > cpus:
+            cfg[name].num_workers = cpus
+
+
+def fit_topk_to_classes(cfg: Config) -> None:
+    """Drop the top-k accuracies that a dataset's class count makes meaningless.
+
+    mmpretrain's ``Accuracy`` raises for a k above the number of classes (top-5 of a
+    3-class dataset), after the first epoch has trained; the evaluators keep the k up
+    to the head's ``num_classes``.
+
+    Args:
+        cfg (Config): A config whose ``model.head.num_classes`` is set.
+    """
+    classes = cfg.model.get('head', {}).get('num_classes')
+    for name in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(name)
+        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+            if not classes or not evaluator or evaluator.get('type') != 'Accuracy':
+                continue
+            topk = evaluator.get('topk', (1, ))
+            topk = topk if isinstance(topk, (list, tuple)) else (topk, )
+            evaluator.topk = tuple(k for k in topk if k <= classes) or (1, )
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:

@@ -32,6 +32,9 @@ from .stage_training import train_recorded_stage
 
 # Seconds a stopped kt waits for its stages to stop on their own, then after a SIGINT.
 STOP_GRACE = (5, 25)
+# Off a terminal, a stage prints a plain progress line at every tenth of its iterations
+# and at the end of each epoch.
+PLAIN_PROGRESS_STEPS = 10
 
 
 @dataclass
@@ -208,15 +211,25 @@ class LocalScheduler:
         task = progress.add_task('', total=None, stage=stage.label, status=f'starting{where}',
                                  losses='')
 
+        # The last tenth of the stage a plain progress line was printed for.
+        printed = [-1]
+
         def show(update: TrainProgress) -> None:
             total = stage.epochs * update.iters_per_epoch
             done = (update.epoch - 1) * update.iters_per_epoch + update.iter
             losses = f'loss_ce {update.loss_ce:.4f}'
             if update.loss_or is not None:
                 losses += f'  loss_or {update.loss_or:.4f}'
-            progress.update(task, total=total, completed=done, losses=losses,
-                            status=f'epoch {update.epoch}/{stage.epochs} '
-                            f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
+            status = (f'epoch {update.epoch}/{stage.epochs} '
+                      f'iter {update.iter}/{update.iters_per_epoch} ETA {update.eta}')
+            progress.update(task, total=total, completed=done, losses=losses, status=status)
+            tenth = PLAIN_PROGRESS_STEPS * done // total
+            if not progress.console.is_terminal and (
+                    tenth > printed[0] or update.iter == update.iters_per_epoch):
+                # No live bar off a terminal (a log file, nohup, CI): a plain line instead.
+                printed[0] = tenth
+                progress.console.print(f'stage {stage.label}: {status} ({100 * done // total}%) '
+                                       f'{losses}', markup=False, highlight=False, soft_wrap=True)
 
         def print_line(line: str) -> None:
             prefix = f'[{stage.label}] ' if self.parallel > 1 else ''

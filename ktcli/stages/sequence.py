@@ -109,8 +109,14 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
                         first.settings.cfg_options)
     if dry_run or not first.scheduler.run(stages):
         return None
-    return [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
-            for (trainer, _, independent), plan in zip(sequences, plans)]
+    results = [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
+               for (trainer, _, independent), plan in zip(sequences, plans)]
+    chained = [trainer for trainer, _, independent in sequences if not independent]
+    if chained and not any(trainer.made_current for trainer in chained):
+        console.print(f'{first.work_dir} keeps the sequence `kt train` trained there as the '
+                      'one kt ensemble, export and predict use; this command\'s sequences '
+                      'are in its tables only')
+    return results
 
 
 class SequenceTrainer:
@@ -134,15 +140,22 @@ class SequenceTrainer:
         name (str): Prefix of the stages' labels, e.g. ``'seed 1'`` when a
             command trains several sequences. Defaults to ''.
         console (Console, optional): Where to print.
+        command (str): The command training it: ``'train'`` makes its
+            sequence the work dir's current one (the one ``kt ensemble``,
+            ``export`` and ``predict`` use); another command's becomes current
+            only where ``kt train`` made none. Defaults to ``'train'``.
     """
 
     def __init__(self, work_dir: Path, settings: TrainSettings, scheduler, name: str = '',
-                 console: Optional[Console] = None) -> None:
+                 console: Optional[Console] = None, command: str = 'train') -> None:
         self.work_dir = Path(work_dir).resolve()
         self.settings = settings
         self.scheduler = scheduler
         self.name = name
         self.console = console or Console()
+        self.command = command
+        # Whether the last sequence :meth:`score` scored became the current one.
+        self.made_current = False
         self.manifest = Manifest(self.work_dir)
         self.data = StageData.at(settings.data_root, settings.data_fingerprint)
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -181,7 +194,8 @@ class SequenceTrainer:
     def score(self, stages: List[PlannedStage], independent: bool = False,
               reused: Sequence[bool] = ()) -> List[StageResult]:
         """Score trained stages alone and as growing ensembles; a sequence with teachers
-        becomes the work dir's current one (``stage_k`` links, manifest chain).
+        becomes the work dir's current one (``stage_k`` links, manifest chain) as
+        :meth:`Manifest.set_sequence` allows.
 
         Args:
             stages (list[PlannedStage]): From :meth:`plan`, all done.
@@ -191,16 +205,12 @@ class SequenceTrainer:
         """
         self.manifest.reload()
         reused = list(reused) or [True] * len(stages)
-        if not independent:
-            self.manifest.set_sequence(chain=[s.digest for s in stages])
         outputs = []
         for stage, was_reused in zip(stages, reused):
             # Written afresh from the settings: kt never runs or trusts a config it finds.
             write_stage_config(stage.cfg, stage.dir)
             if was_reused:
                 self.console.print(f'stage {stage.label} [dim]{stage.digest}[/]: reused')
-            if not independent:
-                self._link(stage)
             outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
                                                stage.checkpoint, self.device, data=self.data))
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
@@ -212,7 +222,13 @@ class SequenceTrainer:
                                        row.ensemble_top1, row.or_overlap,
                                        record.get('train_seconds', 0.0), row.correct,
                                        row.ensemble_correct))
-        self.manifest.set_sequence(results=[result.record() for result in results])
+        if not independent:
+            self.made_current = self.manifest.set_sequence(
+                [s.digest for s in stages], [result.record() for result in results],
+                self.command)
+            if self.made_current:
+                for stage in stages:
+                    self._link(stage)
         return results
 
     def distil(self, cfg, members: List[str]) -> Optional[StageResult]:

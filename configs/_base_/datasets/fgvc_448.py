@@ -4,10 +4,11 @@
 # to 600 x 600, centre 448 crop. The whole test set is scored (no dropped
 # batch). Batch 32 in total. Loader workers are seeded per epoch and started
 # afresh each epoch, so that a resumed run repeats an uninterrupted one exactly
-# (registry_plugins/epoch_seeding.py); kt caps them at the CPUs available. Normalisation: pretrained backbones bring the
-# mean/std of their weights in model.data_preprocessor (ImageNet's for ResNet-50
-# and VGG-16; the authors' code used 0.5/0.5 for those); the one below, ImageNet's,
-# applies to backbones trained from scratch.
+# (registry_plugins/epoch_seeding.py); kt caps them at the CPUs available.
+# Normalisation: pretrained backbones bring the mean/std of their weights in
+# model.data_preprocessor (ImageNet's for ResNet-50 and VGG-16; the authors'
+# code used 0.5/0.5 for those); the one below, ImageNet's, applies to
+# backbones trained from scratch.
 data_preprocessor = dict(
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
