@@ -1,9 +1,11 @@
 """Build a classifier from a kt config and load its trained weights."""
+import logging
 from pathlib import Path
 from typing import Union
 
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
@@ -34,7 +36,15 @@ def build_model_from_config(config: ConfigLike) -> nn.Module:
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    return MODELS.build(model_cfg)
+    # Building logs what the backbone is made of (mmpretrain's TIMMBackbone: one INFO line
+    # per feature map) to mmengine's current logger, which outside a Runner is stdout.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return MODELS.build(model_cfg)
+    finally:
+        logger.setLevel(level)
 
 
 def load_trained_model(config: ConfigLike,

@@ -143,7 +143,8 @@ def train_command(config: Path, work_dir: Path, processes: int = 1,
                   launcher: str = 'none') -> List[str]:
     """The command line that trains (or resumes) one stage.
 
-    One process: ``python tools/train.py``. Several processes on this node
+    One process: ``python tools/train.py`` (without mmengine's validation). Several
+    processes on this node
     (or ``launcher='pytorch'``): torchrun. ``launcher='slurm'`` (inside a
     Slurm job, see :mod:`ktcli.stages.stage_job`): srun with one task per
     process over the job's allocation.
@@ -158,7 +159,10 @@ def train_command(config: Path, work_dir: Path, processes: int = 1,
     Returns:
         list[str]: The command.
     """
-    train = [str(TRAIN_SCRIPT), str(config), '--work-dir', str(work_dir), '--resume']
+    # kt scores every stage itself once it is trained (its cached test outputs, alone and in
+    # the ensemble), so mmengine's validation would only run the same test split again.
+    train = [str(TRAIN_SCRIPT), str(config), '--work-dir', str(work_dir), '--resume',
+             '--no-validate']
     if launcher == 'slurm':
         return ['srun', f'--ntasks={processes}', '--kill-on-bad-exit=1',
                 sys.executable, '-u', *train, '--launcher', 'slurm']

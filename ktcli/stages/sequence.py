@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import UserError, first_line
 from ..reports.ensemble_figures import ensemble_rows, topk_hits
@@ -98,7 +99,7 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
                 if not first.manifest.is_done(digest) and digest not in legacy.done}
     console.print(f'[bold]{len(distinct)} distinct stage{"s" if len(distinct) > 1 else ""}[/]: '
                   f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
-                  f'{first.work_dir}')
+                  f'{escape(str(first.work_dir))}', soft_wrap=True)
     legacy.upgrade(console, dry_run)
     if dry_run:
         for stage in unique_stages(stages):
