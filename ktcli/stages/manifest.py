@@ -207,4 +207,7 @@ class Manifest:
         """Write the manifest atomically."""
         data = dict(format=FORMAT_VERSION, stages=self.stages, chain=self.chain,
                     results=self.results, sequence_command=self.sequence_command)
+        # What kt writes it must read back: a record its own checks refuse would make the
+        # next command rebuild the manifest without it.
+        check_manifest(json.loads(json.dumps(data)), str(self.path))
         write_atomically(self.path, json.dumps(data, indent=2))

@@ -154,6 +154,9 @@ def check_manifest(data: Any, where: str) -> dict:
     if not _digests(chain):
         raise RecordError(f'{where}: chain must be a list of stage digests (16 hex digits), '
                           f'not {shown(chain)}')
+    unknown = [digest for digest in chain if digest not in stages]
+    if unknown:
+        raise RecordError(f'{where}: chain names stage {unknown[0]}, which has no record')
     if not isinstance(data.get('results', []), list):
         raise RecordError(f'{where}: results must be a list')
     if data.get('sequence_command') not in SEQUENCE_COMMANDS:
@@ -206,6 +209,12 @@ def _matches(value: Any, hint: Any) -> bool:
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_matches(item, args[0]) for item in value)
         return len(value) == len(args) and all(map(_matches, value, args))
+    if dataclasses.is_dataclass(hint):
+        # A nested record (e.g. the data fingerprint): exactly its fields, each of its type.
+        hints = typing.get_type_hints(hint)
+        return (isinstance(value, dict)
+                and set(value) == {field.name for field in dataclasses.fields(hint)}
+                and all(_matches(value[name], hints[name]) for name in value))
     return False
 
 
@@ -215,5 +224,7 @@ def _describe(hint: Any) -> str:
         return ' or '.join(_describe(arg) for arg in args)
     if origin is tuple:
         return 'a list'
+    if dataclasses.is_dataclass(hint):
+        return f'an object with {", ".join(f.name for f in dataclasses.fields(hint))}'
     return {type(None): 'null', bool: 'true or false', int: 'an integer', float: 'a number',
             str: 'a string'}.get(hint, str(hint))
