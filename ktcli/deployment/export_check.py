@@ -128,9 +128,10 @@ def run_fresh(path: Path, batches: Iterable[Tuple[str, np.ndarray]],
         inputs, results = Path(folder) / 'inputs.npz', Path(folder) / 'outputs.npz'
         names = _write_npz(inputs, batches)
         # It runs in the folder kt is imported from (so that it imports this kt), so the
-        # file is named by its absolute path: a relative one means the caller's folder.
+        # file is named by its absolute path: a relative one means the caller's folder. Not
+        # resolved: the file being written is a link to a descriptor (see write_atomically).
         process = subprocess.run(
-            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(Path(path).resolve()),
+            [sys.executable, '-m', 'ktcli.deployment.export_verifier', str(Path(path).absolute()),
              str(inputs), str(results), '--device', device],
             capture_output=True, text=True, cwd=IMPORT_ROOT)
         if process.returncode != 0:
