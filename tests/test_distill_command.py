@@ -50,7 +50,9 @@ def distilled(tmp_path_factory, trained_work_dir) -> Path:
     assert 'student ' in result.stdout and 'trained' in result.stdout
     # Off a terminal rich wraps at 80 columns: compare the words.
     words = ' '.join(result.stdout.split())
-    assert 'of the gap between the mean member and the ensemble' in words
+    # One epoch of tiny models may leave the ensemble below its members: then no gap.
+    assert ('of the gap between the mean member' in words
+            or 'the ensemble is not above the mean member' in words), words
     student_row = words[words.index('│ student'):]
     assert any(word in student_row for word in ('student ahead', 'ensemble ahead',
                                                 'not resolved'))

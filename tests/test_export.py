@@ -47,8 +47,7 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     from registry_plugins import build_model_from_config
 
     manifest = Manifest(work_dir)
-    manifest.set_sequence([*manifest.chain, digest], manifest.results, 'train')
-    index = len(manifest.chain)
+    index = len(manifest.chain) + 1
     cfg = read_stage_config(trained_stages(work_dir, [1])[0].config)
     cfg.model.backbone.strides = strides
     stage_dir = work_dir / 'stages' / digest
@@ -59,6 +58,7 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     manifest.update(digest, index=index, status='done', dir=f'stages/{digest}',
                     config=f'stages/{digest}/config.json',
                     checkpoint=f'stages/{digest}/epoch_1.pth')
+    manifest.set_sequence([*manifest.chain, digest], manifest.results, 'train')
 
 
 def three_member_work_dir(base: Path, demo_root: Path) -> Path:

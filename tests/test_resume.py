@@ -42,13 +42,13 @@ def stage_two(work_dir: Path) -> Path:
 
 def reached(point: str, stage_dir: Path) -> bool:
     """Whether the run has come to ``point`` of stage 2."""
-    if point == 'before_first_checkpoint':
-        return any(stage_dir.glob('*/*.log'))
     name = 'epoch_1.pth' if point == 'after_epoch_1' else 'epoch_2.pth'
     return zipfile.is_zipfile(stage_dir / name) if (stage_dir / name).is_file() else False
 
 
-@pytest.mark.parametrize('point', ['before_first_checkpoint', 'after_epoch_1', 'during_scoring'])
+# (Killed before its first checkpoint, a stage trains again from scratch: the same
+# deterministic run, so only the two resumes below are worth their time.)
+@pytest.mark.parametrize('point', ['after_epoch_1', 'during_scoring'])
 def test_a_killed_stage_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, demo_root,
                                                             point):
     work_dir = tmp_path / 'work'

@@ -146,28 +146,6 @@ def test_table_3_graph_as_slurm_jobs(tmp_path, demo_root, fake_slurm):
     assert (fake_slurm / 'scancel.calls').read_text().split() == orphans
 
 
-def test_slurm_jobs_train_and_a_rerun_scores(tmp_path, demo_root, trained_work_dir, fake_slurm,
-                                             monkeypatch):
-    """A copy of the trained work dir whose stage 2 is gone: its job trains it (run at once
-    by the fake sbatch), kt status sees it done, and the rerun prints the table."""
-    work_dir = tmp_path / 'work'
-    shutil.copytree(trained_work_dir, work_dir, symlinks=True)
-    (work_dir / 'stage_2').resolve().joinpath('epoch_1.pth').unlink()
-    monkeypatch.setenv('FAKE_SLURM_RUN', '1')
-    result = kt('train', *tiny(demo_root, work_dir), '--n', '2', '--launcher', 'slurm')
-    assert 'submitted 1 Slurm job (1001); 0 already queued or running' in result.stdout
-    [call] = sbatch_calls(fake_slurm)
-    assert 'dependency' not in call  # its teacher is done
-    log = (work_dir / 'stages' / call['digest'] / 'slurm-1001.out').read_text()
-    assert f'({call["digest"]}): trained' in log
-    kt('status', work_dir, '--json', tmp_path / 'status.json')
-    statuses = json.loads((tmp_path / 'status.json').read_text())
-    assert [(s['label'], s['status'], s['job_id'], s['epoch']) for s in statuses] == [
-        ('1/2', 'done', None, 1), ('2/2', 'done', '1001', 1)]
-    result = kt('train', *tiny(demo_root, work_dir), '--n', '2', '--launcher', 'slurm')
-    assert '2 reused, 0 to train' in result.stdout and 'top-1 (ensemble 1..k)' in result.stdout
-
-
 def test_status_calls_a_vanished_local_run_interrupted(tmp_path, trained_work_dir):
     work_dir = tmp_path / 'work'
     shutil.copytree(trained_work_dir, work_dir, symlinks=True)

@@ -3,14 +3,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from registry_plugins.checkpoint_loading import latest_complete_checkpoint
 
 from .conftest import REPO, TINY_CONFIG, run_tool, write_tiny_config
 
-TRAINED_EPOCHS = re.compile(r'Epoch\(train\) +\[(\d+)\]')
 TOP1 = re.compile(r'accuracy/top1: ([\d.]+)')
 
 
@@ -42,26 +39,6 @@ def test_a_student_trains_against_a_teacher_and_its_checkpoint_tests(tmp_path, d
                       '--work-dir', str(tmp_path / 'test'))
     assert result.returncode == 0, result.stderr[-3000:]
     assert TOP1.findall(result.stdout)[-1] == trained_top1
-
-
-def test_training_resumes_after_being_killed(tmp_path, demo_root):
-    config = write_tiny_config(tmp_path / 'tiny.py', demo_root, epochs=3)
-    work_dir = tmp_path / 'work'
-    command = [sys.executable, 'tools/train.py', str(config), '--work-dir', str(work_dir)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    while latest_complete_checkpoint(work_dir) is None and process.poll() is None:
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    done = int(latest_complete_checkpoint(work_dir).stem.removeprefix('epoch_'))
-    assert done < 3, 'the run finished before it could be killed'
-
-    result = run_tool(*command[1:], '--resume')
-    assert result.returncode == 0, result.stderr[-3000:]
-    epochs = {int(epoch) for epoch in TRAINED_EPOCHS.findall(newest_log(work_dir))}
-    assert epochs == set(range(done + 1, 4))
-    assert (work_dir / 'epoch_3.pth').is_file()
 
 
 def test_missing_config_is_one_clear_line(tmp_path):
