@@ -116,10 +116,11 @@ def test_preparation_reproduces_the_test_pipeline(three_members, demo_root):
     from mmpretrain.registry import DATASETS
 
     from ktcli.commands.predict import fit_to_input
+    from ktcli.stages.stage_data import StageData
     from ktcli.stages.work_dir import trained_stages
 
     cfg = Config.fromfile(str(trained_stages(three_members, [1])[0].config))
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    dataset = DATASETS.build(StageData(demo_root).config(cfg).test_dataloader.dataset)
     preprocessing = dict(resize=[36, 36], crop=[32, 32], interpolation='bilinear')
     for k in range(4):
         sample = dataset[k]

@@ -190,7 +190,8 @@ class Scenarios:
         if self.done('tasks') and 'torchrun' not in self.running | self.outputs:
             [stage] = labels(self.dirs['tasks']).values()
             self.running['torchrun'] = start(train_command(
-                self.dirs['tasks'] / stage['config'], self.dirs['torchrun'], 2, 'pytorch'))
+                self.dirs['tasks'] / stage['config'], self.dirs['torchrun'], 2, 'pytorch')
+                + ['--data-root', str(self.demo_root)])
         self.done('torchrun')
         if 'cancel' in self.jobs and not self.scancelled and (
                 self.dirs['cancel'] / labels(self.dirs['cancel'])['1/3']['dir'] /
@@ -346,7 +347,7 @@ def test_a_task_that_raises_fails_the_step_srun_terminates(tmp_path):
     script = tmp_path / 'task.py'
     script.write_text('import os, time\nif os.environ["SLURM_PROCID"] == "1":\n'
                       '    raise ValueError("rank 1 broke")\nprint("rank 0 waits", flush=True)\n'
-                      'time.sleep(120)\n')
+                      'time.sleep(30)\n')
     run = run_stage(['srun', '--ntasks=2', '--kill-on-bad-exit=1', sys.executable, '-u',
                      str(script)], on_progress=lambda update: None)
     assert run.code != 0 and run.outcome == 'failed', run

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, builds_from
+from ..errors import UserError, builds_from, first_line
 from .prediction_panels import ImageView, MemberView
 
 FIXED = 'model 1 wrong, ensemble right'
@@ -162,7 +162,7 @@ def image_views(configs: Sequence, members: Sequence, labels: Sequence[str],
     from .gradcam import gradcam_maps
 
     pipeline = Compose(configs[0].test_dataloader.dataset.pipeline)
-    inputs = [pipeline(dict(img_path=str(image.path)))['inputs'] for image in images]
+    inputs = [_test_crop(pipeline, image.path) for image in images]
     per_member = []
     for model in members:
         logits, maps = [], dict(attention=[], gradcam=[])
@@ -194,6 +194,15 @@ def image_views(configs: Sequence, members: Sequence, labels: Sequence[str],
         views.append(ImageView(image.path.name, shown, image.true_label, member_views, fused,
                                image.kind))
     return views
+
+
+def _test_crop(pipeline, path: Path) -> torch.Tensor:
+    """An image through the test pipeline; one user error for a file that is no image."""
+    try:
+        return pipeline(dict(img_path=str(path)))['inputs']
+    except Exception as error:  # mmcv's decoders fail in their own ways on non-images
+        raise UserError(f'cannot read {path} as an image ({first_line(error)}); pass image '
+                        'files with --images') from None
 
 
 def gallery_steps(members: int, images: int) -> int:

@@ -71,7 +71,7 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     dataset = test_dataset(data.config(configs[0]))
     classes = list(dataset.metainfo['classes'])
     labels = outputs[0]['labels']
-    report = Report(dict(kt_version=__version__, work_dir=str(work_dir.resolve())))
+    report = Report(dict(kt_version=__version__, work_dir=str(work_dir)))
     report.figures['run'] = run_figures(work_dir, stages, configs, classes, len(labels))
     report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs)
     report.figures['sequence']['students'] = [
