@@ -71,7 +71,9 @@ def prediction_grid(stages: list, images: Optional[List[Path]], count: int, seed
     cfg = StageData(data_root).config(configs[0], required=not images)
     at_hand = cfg.test_dataloader.dataset.get('data_root') is not None
     dataset = test_dataset(cfg) if at_hand else None
-    classes = class_names_of(cfg, members[0].head.num_classes)
+    # The split at hand names the classes; without it, the config or the dataset type.
+    classes = (list(dataset.metainfo['classes']) if dataset is not None
+               else class_names_of(cfg, members[0].head.num_classes))
     if images:
         shown = labelled_paths(dataset, images)
     else:

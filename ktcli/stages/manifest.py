@@ -209,5 +209,6 @@ class Manifest:
                     results=self.results, sequence_command=self.sequence_command)
         # What kt writes it must read back: a record its own checks refuse would make the
         # next command rebuild the manifest without it.
-        check_manifest(json.loads(json.dumps(data)), str(self.path))
-        write_atomically(self.path, json.dumps(data, indent=2))
+        text = json.dumps(data, indent=2)
+        check_manifest(json.loads(text), str(self.path))
+        write_atomically(self.path, text)
