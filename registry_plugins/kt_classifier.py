@@ -29,7 +29,12 @@ class KTClassifier(ImageClassifier):
     ``teacher_precision``, on the student's batch re-normalised to the
     mean/std their own weights expect (a teacher with another backbone may
     expect another normalisation); their maps come back as float32.
-    ``to()``/``cuda()`` move them with the student.
+    ``to()``/``cuda()`` move them with the student. A teacher whose frozen
+    stem and stages equal the student's (the same pretrained weights, never
+    trained: see ``FreezableTIMMBackbone.shares_frozen_features``) and that
+    takes the student's normalisation starts from the student's frozen
+    features instead of computing them again: the same maps, without the
+    teacher's frozen pass (most of a frozen EfficientNet-Lite0's forward time).
 
     With ``channels_last`` the student's and its teachers' weights and every
     input batch are kept in the channels-last memory format (faster
@@ -93,6 +98,7 @@ class KTClassifier(ImageClassifier):
         # Plain lists, so that the teachers are not registered submodules.
         self._teachers: List[nn.Module] = []
         self._teacher_inputs: List[InputRenormalisation] = []
+        self._teacher_shares_frozen: List[bool] = []
         if self.channels_last:
             # Checkpoint loading copies into the weights in place, which keeps their
             # memory format; so do moves between devices (and init_weights, below).
@@ -129,6 +135,9 @@ class KTClassifier(ImageClassifier):
             renormalisation.to(parameter.device)
         self._teachers.append(teacher)
         self._teacher_inputs.append(renormalisation)
+        shares = getattr(self.backbone, 'shares_frozen_features', None)
+        self._teacher_shares_frozen.append(
+            renormalisation.identity and shares is not None and shares(teacher.backbone))
 
     def train(self, mode: bool = True) -> 'KTClassifier':
         """Set the student's mode; teachers always stay in eval mode."""
@@ -175,11 +184,24 @@ class KTClassifier(ImageClassifier):
         logits = self.head(self.neck(feats) if self.with_neck else feats)
         return logits, self.attention(feats[-1])
 
-    def teacher_attention_maps(self, inputs: torch.Tensor) -> List[torch.Tensor]:
-        """Each teacher's normalised attention maps (float32) for ``inputs``, no grad."""
+    def teacher_attention_maps(self, inputs: torch.Tensor,
+                               frozen: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Each teacher's normalised attention maps (float32) for ``inputs``, no grad.
+
+        Args:
+            inputs (Tensor): The student's preprocessed batch.
+            frozen (Tensor, optional): The student's ``frozen_features`` of
+                ``inputs``, which the teachers that share them start from.
+                Defaults to None (every teacher runs its whole backbone).
+        """
         with frozen_teacher_context(self.teacher_precision, inputs.device):
-            maps = [self.attention(teacher.backbone(renormalise(inputs))[-1])
-                    for teacher, renormalise in zip(self._teachers, self._teacher_inputs)]
+            maps = []
+            for teacher, renormalise, shares in zip(self._teachers, self._teacher_inputs,
+                                                    self._teacher_shares_frozen):
+                feats = (teacher.backbone.features_after_frozen(frozen)
+                         if shares and frozen is not None
+                         else teacher.backbone(renormalise(inputs)))
+                maps.append(self.attention(feats[-1]))
         return [autograd_ready(m) for m in maps]
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
@@ -193,19 +215,24 @@ class KTClassifier(ImageClassifier):
             dict[str, Tensor]: ``loss_ce`` (the head's loss), any other head
             outputs, and ``loss_or`` when there are teachers.
         """
+        # The frozen features once, for the student and the teachers that share them.
+        frozen = (self.backbone.frozen_features(inputs)
+                  if any(self._teacher_shares_frozen) else None)
         # Teachers first: the student's activations are then still warm in the
         # caches when its backward pass starts.
-        teacher_maps = self.teacher_attention_maps(inputs) if self._teachers else []
-        feats, _, losses = self._head_losses(inputs, data_samples)
+        teacher_maps = self.teacher_attention_maps(inputs, frozen) if self._teachers else []
+        feats, _, losses = self._head_losses(inputs, data_samples, frozen)
         if teacher_maps:
             losses['loss_or'] = self.or_loss(
                 self.attention(feats[-1]), teacher_maps, ce_loss=losses['loss_ce'])
         return losses
 
-    def _head_losses(self, inputs: torch.Tensor, data_samples: List[DataSample]
-                     ) -> Tuple[tuple, torch.Tensor, dict]:
-        """The backbone's features, the logits and the head's losses (``loss`` as ``loss_ce``)."""
-        feats = self.backbone(inputs)
+    def _head_losses(self, inputs: torch.Tensor, data_samples: List[DataSample],
+                     frozen: Optional[torch.Tensor] = None) -> Tuple[tuple, torch.Tensor, dict]:
+        """The backbone's features (from ``frozen``, its frozen features, when given), the
+        logits and the head's losses (``loss`` as ``loss_ce``)."""
+        feats = (self.backbone(inputs) if frozen is None
+                 else self.backbone.features_after_frozen(frozen))
         logits = self.head(self.neck(feats) if self.with_neck else feats)
         losses = {'loss_ce' if name == 'loss' else name: value
                   for name, value in self.head._get_loss(logits, data_samples).items()}

@@ -44,7 +44,8 @@ def load_config(config: str,
     # A stage's config.json (what kt trains) is read as data and checked, never executed.
     from .stage_files import check_config, read_stage_config
     data_only = Path(config).suffix == '.json'
-    cfg = read_stage_config(Path(config)) if data_only else Config.fromfile(config)
+    cfg = (read_stage_config(Path(config)) if data_only
+           else Config.fromfile(config, format_python_code=False))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
         if data_only:

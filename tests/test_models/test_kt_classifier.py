@@ -131,3 +131,52 @@ def test_channels_last_training_steps_match_the_default_format():
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5, msg=name)
     plain.eval(), nhwc.eval()
     torch.testing.assert_close(nhwc(data['inputs']), plain(data['inputs']), rtol=1e-4, atol=1e-5)
+
+
+def lite0_student() -> torch.nn.Module:
+    """The demo's model (random weights): EfficientNet-Lite0, five stages frozen, stride 16."""
+    cfg = Config.fromfile(str(REPO / 'configs' / '_base_' / 'models' / 'efficientnet_lite0_kt.py'))
+    cfg.model.backbone.update(init_cfg=None, output_stride=16, frozen_stages=5)
+    cfg.model.head.num_classes = 20
+    return build_model_from_config(cfg)
+
+
+def test_teachers_with_the_students_frozen_weights_start_from_its_frozen_features():
+    """A teacher of the same frozen weights (a later stage of one pretrained model) skips its
+    frozen pass and gets the maps of its whole backbone; a teacher whose frozen weights
+    differ runs all of it; the OR-loss is the one of the maps computed in full."""
+    torch.manual_seed(0)
+    student = lite0_student()
+    sharing = lite0_student()
+    sharing.backbone.load_state_dict(student.backbone.state_dict())
+    with torch.no_grad():
+        for parameter in sharing.backbone.timm_model.blocks[5].parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))  # trained apart from the student
+    other = lite0_student()
+    other.backbone.load_state_dict(sharing.backbone.state_dict())
+    with torch.no_grad():
+        other.backbone.timm_model.blocks[0][0].conv_dw.weight.mul_(1.01)  # a frozen weight
+    for teacher in (sharing, other):
+        student.add_teacher(teacher)
+    assert student._teacher_shares_frozen == [True, False]
+
+    stems = {name: 0 for name in ('sharing', 'other')}
+    for name, teacher in (('sharing', sharing), ('other', other)):
+        teacher.backbone.timm_model.conv_stem.register_forward_hook(
+            lambda *_, name=name: stems.__setitem__(name, stems[name] + 1))
+    inputs = torch.randn(2, 3, 64, 64)
+    samples = [DataSample().set_gt_label(label) for label in range(2)]
+    student.eval()  # fixed statistics: the maps below are recomputed exactly
+    losses = student.loss(inputs, samples)
+    assert stems == {'sharing': 0, 'other': 1}
+    with torch.inference_mode():
+        full_maps = [spatial_attention_map(t.backbone(inputs)[-1]) for t in (sharing, other)]
+    assert stems == {'sharing': 1, 'other': 2}
+    shared_maps = student.teacher_attention_maps(inputs, student.backbone.frozen_features(inputs))
+    for shared, full in zip(shared_maps, full_maps):
+        torch.testing.assert_close(shared, full, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(full_maps[0], full_maps[1])
+    student_map = spatial_attention_map(student.backbone(inputs)[-1])
+    torch.testing.assert_close(losses['loss_or'],
+                               0.5 * orthogonal_loss(student_map, [m.clone() for m in full_maps]),
+                               rtol=1e-4, atol=1e-6)
