@@ -178,9 +178,14 @@ class KTClassifier(ImageClassifier):
         """The student's normalised attention maps (B, H, W) for ``inputs``."""
         return self.attention(self.backbone(inputs)[-1])
 
-    def logits_and_attention(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Class scores (B, classes) and attention maps (B, H, W) from one backbone pass."""
-        feats = self.backbone(inputs)
+    def logits_and_attention(self, inputs: Optional[torch.Tensor],
+                             frozen: Optional[torch.Tensor] = None
+                             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Class scores (B, classes) and attention maps (B, H, W) from one backbone pass
+        over ``inputs``, or over the trained stages only from ``frozen``, the backbone's
+        ``frozen_features`` of them."""
+        feats = (self.backbone(inputs) if frozen is None
+                 else self.backbone.features_after_frozen(frozen))
         logits = self.head(self.neck(feats) if self.with_neck else feats)
         return logits, self.attention(feats[-1])
 

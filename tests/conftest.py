@@ -8,6 +8,13 @@ from typing import Optional
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite runs kt processes side by side (Slurm jobs beside kt commands, torchrun's two
+# processes, a kt command beside a stage it started): OpenMP threads that spin while they
+# wait would hold the cores the other process needs (with another process training beside
+# it, a tiny training step took 130 ms spinning, 40 ms waiting passively). Every process a
+# test starts inherits this.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
 
@@ -30,7 +37,8 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='session')
 def trained_work_dir(tmp_path_factory, demo_root) -> Path:
-    """A kt work dir with a 2-stage sequence of tiny models (read-only for tests)."""
+    """A kt work dir with a 2-stage sequence of tiny models (read-only for tests; copy it to
+    change it). What ``kt train`` printed is in ``kt_train.out`` beside it."""
     work_dir = tmp_path_factory.mktemp('trained') / 'work'
     result = subprocess.run(
         [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
@@ -38,6 +46,7 @@ def trained_work_dir(tmp_path_factory, demo_root) -> Path:
          '--batch-size', '8', '--work-dir', str(work_dir), '--n', '2'],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    (work_dir.parent / 'kt_train.out').write_text(result.stdout)
     return work_dir
 
 

@@ -20,22 +20,22 @@ def teacher_hook(config: Path, work_dir: Path) -> str:
     return f"custom_hooks = [dict(type='SequentialTeacherHook', teachers={teachers!r})]"
 
 
-def test_a_student_trains_against_a_teacher_and_its_checkpoint_tests(tmp_path, demo_root):
-    stage1 = write_tiny_config(tmp_path / 'stage1.py', demo_root)
-    result = run_tool('tools/train.py', str(stage1), '--work-dir', str(tmp_path / 'stage1'))
+def test_a_student_trains_against_a_teacher_and_its_checkpoint_tests(tmp_path, demo_root,
+                                                                     trained_work_dir):
+    """A config file of the user's trains (the teacher: stage 1 of the session's kt work dir,
+    given by its config and its folder), and tools/test.py scores its checkpoint as training
+    scored it."""
+    teacher = trained_work_dir / 'stage_1'
+    student = write_tiny_config(tmp_path / 'student.py', demo_root,
+                                extra=teacher_hook(teacher / 'config.json', teacher))
+    result = run_tool('tools/train.py', str(student), '--work-dir', str(tmp_path / 'student'))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert 'loss_or' not in newest_log(tmp_path / 'stage1')
-
-    stage2 = write_tiny_config(tmp_path / 'stage2.py', demo_root,
-                               extra=teacher_hook(stage1, tmp_path / 'stage1'))
-    result = run_tool('tools/train.py', str(stage2), '--work-dir', str(tmp_path / 'stage2'))
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = newest_log(tmp_path / 'stage2')
-    assert 'Teacher 1/1: stage1.py' in log
+    log = newest_log(tmp_path / 'student')
+    assert 'Teacher 1/1: config.json' in log
     assert 'loss_ce:' in log and 'loss_or:' in log
     trained_top1 = TOP1.findall(log)[-1]
 
-    result = run_tool('tools/test.py', str(stage2), str(tmp_path / 'stage2' / 'epoch_1.pth'),
+    result = run_tool('tools/test.py', str(student), str(tmp_path / 'student' / 'epoch_1.pth'),
                       '--work-dir', str(tmp_path / 'test'))
     assert result.returncode == 0, result.stderr[-3000:]
     assert TOP1.findall(result.stdout)[-1] == trained_top1

@@ -3,6 +3,7 @@
 Resuming after a kill: tests/test_resume.py.
 """
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +43,12 @@ def teachers_of(stage_dir: Path) -> list:
 
 
 @pytest.fixture(scope='module')
-def two_stages(tmp_path_factory, demo_root) -> Path:
-    work_dir = tmp_path_factory.mktemp('kt') / 'work'
-    result = run(kt_train(work_dir, demo_root, '--n', '2'))
-    assert '0 reused, 2 to train' in result.stdout
-    return work_dir
+def two_stages(tmp_path_factory, trained_work_dir) -> Path:
+    """A copy of the session's ``kt train --n 2`` work dir (kt_train's settings), which the
+    tests below extend."""
+    assert '0 reused, 2 to train' in (trained_work_dir.parent / 'kt_train.out').read_text()
+    return Path(shutil.copytree(trained_work_dir, tmp_path_factory.mktemp('kt') / 'work',
+                                symlinks=True))
 
 
 def test_two_stages_train_score_and_record_results(two_stages):

@@ -8,13 +8,14 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
 from ..errors import UserError, builds_from
 from ..reading import open_regular, read_capped
 from ..writing import write_atomically
+from .frozen_features import FROZEN_FEATURES, MAX_BYTES, batch_bytes, frozen_features_key
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -87,32 +88,65 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
     Returns:
         dict: ``logits`` (N, classes), ``labels`` (N,) and ``attention``
         (N, H, W) normalised attention maps, on the CPU.
+
+    A model whose backbone has frozen stages keeps their features of the split
+    in :data:`~ktcli.reports.frozen_features.FROZEN_FEATURES`; the next model
+    with the same frozen weights (a later stage of the sequence) runs its
+    trained stages from them, without loading an image.
     """
     from mmengine.registry import init_default_scope
-    from mmengine.runner import Runner
 
     from registry_plugins import load_trained_model
-
-    from ..stages.runner_config import cap_loader_workers
 
     cfg = cfg.copy()
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = load_trained_model(cfg, checkpoint, logger='silent').to(device)
     if batch_size:
         cfg.test_dataloader.batch_size = batch_size
+    key = frozen_features_key(model, f'{split_digest(cfg)}:{device}',
+                              cfg.test_dataloader.batch_size)
+    kept = FROZEN_FEATURES.get(key)
+    logits, labels, attention = [], [], []
+    with torch.inference_mode():
+        if kept is None:
+            kept, size = ([] if key is not None else None), 0
+            for inputs, batch_labels in _test_batches(cfg, model):
+                frozen = model.backbone.frozen_features(inputs) if key is not None else None
+                _append(model.logits_and_attention(inputs, frozen), batch_labels,
+                        logits, attention, labels)
+                if kept is not None:
+                    kept.append((frozen, batch_labels))
+                    size += batch_bytes(frozen, batch_labels)
+                    kept = kept if size <= MAX_BYTES else None
+            FROZEN_FEATURES.keep(key, kept)
+        else:
+            for frozen, batch_labels in kept:
+                _append(model.logits_and_attention(None, frozen), batch_labels,
+                        logits, attention, labels)
+    return dict(logits=torch.cat(logits), labels=torch.cat(labels),
+                attention=torch.cat(attention))
+
+
+def _append(outputs: Tuple[torch.Tensor, torch.Tensor], batch_labels: torch.Tensor,
+            logits: list, attention: list, labels: list) -> None:
+    logits.append(outputs[0].float().cpu())
+    attention.append(outputs[1].float().cpu())
+    labels.append(batch_labels)
+
+
+def _test_batches(cfg: 'Config', model: torch.nn.Module) -> Iterator[Tuple[torch.Tensor,
+                                                                          torch.Tensor]]:
+    """The preprocessed test batches of ``cfg`` for ``model``, and their labels (CPU)."""
+    from mmengine.runner import Runner
+
+    from ..stages.runner_config import cap_loader_workers
     cap_loader_workers(cfg)
     with builds_from(cfg.filename, 'test data loader'):
         loader = Runner.build_dataloader(cfg.test_dataloader)
-    logits, labels, attention = [], [], []
-    with torch.inference_mode():
-        for batch in loader:
-            data = model.data_preprocessor(batch, False)
-            batch_logits, batch_attention = model.logits_and_attention(data['inputs'])
-            logits.append(batch_logits.float().cpu())
-            attention.append(batch_attention.float().cpu())
-            labels.append(torch.cat([sample.gt_label for sample in data['data_samples']]).cpu())
-    return dict(logits=torch.cat(logits), labels=torch.cat(labels),
-                attention=torch.cat(attention))
+    for batch in loader:
+        data = model.data_preprocessor(batch, False)
+        yield data['inputs'], torch.cat([sample.gt_label
+                                         for sample in data['data_samples']]).cpu()
 
 
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
