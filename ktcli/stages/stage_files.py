@@ -51,9 +51,10 @@ def write_stage_config(cfg: Config, stage_dir: Path) -> Path:
     # WORK_DIR/stages/<digest>: a link there (or at stages) would take the files elsewhere.
     no_links_below(stage_dir.parent.parent, f'{stage_dir.parent.name}/{stage_dir.name}')
     stage_dir.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
-    write_atomically(stage_dir / CONFIG_DATA, data)
-    write_atomically(stage_dir / CONFIG_PYTHON, cfg.pretty_text)
+    fields = cfg.to_dict()
+    write_atomically(stage_dir / CONFIG_DATA, json.dumps(fields, indent=2, sort_keys=True))
+    write_atomically(stage_dir / CONFIG_PYTHON,
+                     Config(fields, format_python_code=False).pretty_text)
     return stage_dir / CONFIG_DATA
 
 
@@ -84,8 +85,8 @@ def read_stage_config(path: Path) -> Config:
     if problem is not None:
         raise UserError(f'{path} {problem}; kt builds registered modules only, so it will not '
                         'use this stage: retrain it with `kt train`')
-    # Unformatted (no yapf): mmengine prints and stores a config's text several times per
-    # run, and formatting it took about 0.4 s each time.
+    # Unformatted (no yapf), as config.py is written: mmengine prints and stores a config's
+    # text several times per run, and formatting it took about 0.4 s each time.
     return Config(data, cfg_text=json.dumps(data), filename=str(path),
                   format_python_code=False)
 
