@@ -1,5 +1,6 @@
 """mmpretrain's TIMMBackbone with its first stages frozen, as mmpretrain's ResNet does."""
-from typing import List, Tuple
+import hashlib
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -97,21 +98,25 @@ class FreezableTIMMBackbone(TIMMBackbone):
             return super().forward(x)
         return self.features_after_frozen(self.frozen_features(x))
 
+    def frozen_prefix_digest(self) -> Optional[str]:
+        """A digest of what :meth:`frozen_features` computes: the frozen modules as printed
+        (sizes, strides, paddings) with every weight and statistic; None without a prefix."""
+        if not self.frozen_prefix:
+            return None
+        digest = hashlib.sha256()
+        for module in self.frozen_prefix:
+            digest.update(repr(module).encode())
+            for name, tensor in module.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                              .numpy().tobytes())
+        return digest.hexdigest()
+
     def shares_frozen_features(self, other: nn.Module) -> bool:
         """Whether ``other`` (a backbone) computes :meth:`frozen_features` exactly as this
-        one does: the same modules (as printed: sizes, strides, paddings) with equal
-        weights and statistics."""
-        prefix = getattr(other, 'frozen_prefix', None)
-        if not self.frozen_prefix or not prefix or len(prefix) != len(self.frozen_prefix):
-            return False
-        for mine, theirs in zip(self.frozen_prefix, prefix):
-            if repr(mine) != repr(theirs):
-                return False
-            state, other_state = mine.state_dict(), theirs.state_dict()
-            if state.keys() != other_state.keys() or not all(
-                    torch.equal(value, other_state[key]) for key, value in state.items()):
-                return False
-        return True
+        one does (equal :meth:`frozen_prefix_digest`)."""
+        mine = self.frozen_prefix_digest()
+        return mine is not None and mine == getattr(other, 'frozen_prefix_digest', lambda: None)()
 
     def train(self, mode: bool = True) -> 'FreezableTIMMBackbone':
         """Set the mode; frozen modules always stay in eval mode."""

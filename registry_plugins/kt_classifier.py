@@ -11,6 +11,13 @@ from .input_normalisation import InputRenormalisation
 from .teacher_precision import autograd_ready, check_teacher_precision, frozen_teacher_context
 
 
+def backbone_features(backbone: nn.Module, inputs: Optional[torch.Tensor],
+                      frozen: Optional[torch.Tensor] = None) -> tuple:
+    """``backbone``'s features of ``inputs``, or from ``frozen``, its ``frozen_features`` of
+    them, when given (only the trained stages run)."""
+    return backbone(inputs) if frozen is None else backbone.features_after_frozen(frozen)
+
+
 @MODELS.register_module()
 class KTClassifier(ImageClassifier):
     """mmpretrain's ``ImageClassifier`` plus the knowledge-transfer OR-loss.
@@ -184,8 +191,7 @@ class KTClassifier(ImageClassifier):
         """Class scores (B, classes) and attention maps (B, H, W) from one backbone pass
         over ``inputs``, or over the trained stages only from ``frozen``, the backbone's
         ``frozen_features`` of them."""
-        feats = (self.backbone(inputs) if frozen is None
-                 else self.backbone.features_after_frozen(frozen))
+        feats = backbone_features(self.backbone, inputs, frozen)
         logits = self.head(self.neck(feats) if self.with_neck else feats)
         return logits, self.attention(feats[-1])
 
@@ -203,9 +209,8 @@ class KTClassifier(ImageClassifier):
             maps = []
             for teacher, renormalise, shares in zip(self._teachers, self._teacher_inputs,
                                                     self._teacher_shares_frozen):
-                feats = (teacher.backbone.features_after_frozen(frozen)
-                         if shares and frozen is not None
-                         else teacher.backbone(renormalise(inputs)))
+                feats = backbone_features(teacher.backbone, renormalise(inputs),
+                                          frozen if shares else None)
                 maps.append(self.attention(feats[-1]))
         return [autograd_ready(m) for m in maps]
 
@@ -236,8 +241,7 @@ class KTClassifier(ImageClassifier):
                      frozen: Optional[torch.Tensor] = None) -> Tuple[tuple, torch.Tensor, dict]:
         """The backbone's features (from ``frozen``, its frozen features, when given), the
         logits and the head's losses (``loss`` as ``loss_ce``)."""
-        feats = (self.backbone(inputs) if frozen is None
-                 else self.backbone.features_after_frozen(frozen))
+        feats = backbone_features(self.backbone, inputs, frozen)
         logits = self.head(self.neck(feats) if self.with_neck else feats)
         losses = {'loss_ce' if name == 'loss' else name: value
                   for name, value in self.head._get_loss(logits, data_samples).items()}

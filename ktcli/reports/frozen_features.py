@@ -7,13 +7,10 @@ stage after stage in one process (``kt train``, ``kt ablate``, ``kt ensemble``),
 computes them once and runs only the trained stages of every later model.
 """
 import hashlib
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-
-if TYPE_CHECKING:
-    pass
 
 # What one process keeps at most (the demo's 4,000 test images take 115 MB; a split whose
 # features would not fit is scored without keeping them).
@@ -37,18 +34,11 @@ def frozen_features_key(model: nn.Module, split: str, batch_size: int) -> Option
         with every weight and statistic.
     """
     from registry_plugins.input_normalisation import channel_order, input_normalisation
-    prefix = getattr(model.backbone, 'frozen_prefix', None)
-    if not prefix:
+    prefix = getattr(model.backbone, 'frozen_prefix_digest', lambda: None)()
+    if prefix is None:
         return None
-    digest = hashlib.sha256(f'{split}:{batch_size}:{input_normalisation(model)}:'
-                            f'{channel_order(model)}'.encode())
-    for module in prefix:
-        digest.update(repr(module).encode())
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-                          .numpy().tobytes())
-    return digest.hexdigest()
+    return hashlib.sha256(f'{split}:{batch_size}:{input_normalisation(model)}:'
+                          f'{channel_order(model)}:{prefix}'.encode()).hexdigest()
 
 
 class FrozenFeatureCache:
