@@ -3,12 +3,18 @@
 Configs load them with ``custom_imports = dict(imports=['registry_plugins'])``.
 Importing this package also makes mmengine load every checkpoint weights-only
 (see :mod:`registry_plugins.checkpoint_loading`).
+Importing it also keeps what the libraries print outside a Runner off stdout
+(see :mod:`registry_plugins.library_output`).
 """
 import warnings
 
-# mmcv-lite has no compiled ops; mmpretrain never needs them, but importing
-# mmcv's transformer bricks warns about one on every start.
+# onedl-mmcv installs without compiled ops (built without torch); mmpretrain never needs
+# them, but importing mmcv's transformer bricks warns about one on every start.
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+
+from .library_output import route_library_output_to_stderr
+
+route_library_output_to_stderr()
 
 from .bn_mlp_cls_head import BNMLPClsHead
 from .checkpoint_loading import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,

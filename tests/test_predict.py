@@ -36,7 +36,7 @@ def run_predict(*arguments: str):
 
 
 def json_lines(output: str) -> dict:
-    records = [json.loads(line) for line in output.splitlines() if line.startswith('{')]
+    records = [json.loads(line) for line in output.splitlines()]
     return {Path(record['image']).name: record for record in records}
 
 

@@ -84,14 +84,18 @@ def poisoned(tmp_path_factory, trained_work_dir):
 
 # Every command loads checkpoints through registry_plugins.checkpoint_loading: one per way
 # in (training and resuming, the ensemble module of export, the eager model of predict).
-@pytest.mark.parametrize('command', ['export', 'predict', 'train'])
+# --pretrained: the same file as the start of a new work dir's stage 1.
+@pytest.mark.parametrize('command', ['export', 'predict', 'train', 'pretrained'])
 def test_a_code_running_checkpoint_is_refused_by_every_command(poisoned, demo_root, command):
     work_dir, marker = poisoned
     image = next((demo_root / 'images').rglob('*.jpg'))
+    checkpoint = next((work_dir / 'stage_1').glob('epoch_*.pth'))
     args = dict(export=['export', work_dir, '--format', 'onnx', '--out',
                         work_dir.parent / 'ensemble.onnx'],
                 predict=['predict', work_dir, image],
-                train=train_args(work_dir, demo_root, 3))[command]
+                train=train_args(work_dir, demo_root, 3),
+                pretrained=train_args(work_dir.parent / 'fresh', demo_root, 1)
+                + ['--pretrained', checkpoint])[command]
     line = one_error_line(kt(*args))
     assert 'holds Python objects besides weights (posix.system)' in line
     assert 'epoch_1.pth' in line

@@ -29,7 +29,9 @@ def ensemble(
                                   "probabilities; logits: sum their logits (the authors')."),
     models: Optional[str] = typer.Option(None, help='Stages to ensemble, e.g. 1,3,5 '
                                          '(default: all finished ones).'),
-    json_path: Optional[Path] = typer.Option(None, '--json', help='Also write the figures here.'),
+    json_path: Optional[Path] = typer.Option(None, '--json', help='Also write the figures here '
+                                             '(-: print them alone on stdout, the tables on '
+                                             'stderr).'),
     csv_path: Optional[Path] = typer.Option(None, '--csv', help='Also write the figures here.'),
     batch_size: Optional[int] = typer.Option(None, min=1, help='Test batch size '
                                              "(default: the stage config's)."),
@@ -41,7 +43,8 @@ def ensemble(
     stages up to it, and how much it differs from them (OR overlap of attention maps,
     prediction disagreement). Each model runs once; its outputs are cached in its stage
     directory for every later report."""
-    console = Console()
+    json_to_stdout = json_path == Path('-')
+    console = Console(stderr=json_to_stdout)
     with exit_on_user_error():
         import torch
 
@@ -78,13 +81,17 @@ def ensemble(
         if json_path:
             from ..reports.paired_statistics import resolution
             compared = [against_best] + [s['against_ensemble'] for s in students]
-            write_atomically(json_path, json.dumps(dict(
+            figures = json.dumps(dict(
                 fusion=fusion.value, images=images, stages=records,
                 ensemble_against_best_member=against_best and against_best.to_dict(),
                 error_structure=errors.record(),
                 resolution=resolution([c for c in compared if c], images),
                 students=[dict(s, against_ensemble=s['against_ensemble'].to_dict())
-                          for s in students]), indent=2))
+                          for s in students]), indent=2)
+            if json_to_stdout:
+                print(figures, flush=True)
+            else:
+                write_atomically(json_path, figures)
         if csv_path:
             table_text = io.StringIO(newline='')
             writer = csv.DictWriter(table_text, fieldnames=list(records[0]))

@@ -257,6 +257,7 @@ def _build_split(name: str, root: Path, split: str,
     Its samples stay a list: mmengine would serialise them for data loader workers, after a
     full garbage collection that costs most of a second once torch is loaded.
     """
+    import registry_plugins  # noqa: F401  (first: keeps mmpretrain's import prints off stdout)
     from mmpretrain.datasets import CUB, CustomDataset, FGVCAircraft, StanfordCars
 
     common = dict(data_root=str(root), serialize_data=False)
