@@ -20,10 +20,12 @@ TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
 @pytest.fixture(scope='session', autouse=True)
 def image_check_cache(tmp_path_factory) -> Path:
-    """kt's cache of image-check verdicts, in the session's temporary folder (inherited by
-    every kt process a test starts) rather than the user's ~/.cache."""
+    """kt's cache of image-check verdicts and its per-user state (the Slurm jobs it
+    submitted), in the session's temporary folder (inherited by every kt process a test
+    starts) rather than the user's ~/.cache and ~/.local/state."""
     cache = tmp_path_factory.mktemp('kt_cache')
     os.environ['KT_CACHE_DIR'] = str(cache)
+    os.environ['KT_STATE_DIR'] = str(tmp_path_factory.mktemp('kt_state'))
     return cache
 
 
@@ -101,6 +103,17 @@ def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str =
     cfg.default_hooks.logger.interval = 1
     cfg.dump(str(path))
     return path
+
+
+def cached_outputs(path: Path) -> dict:
+    """The test outputs a stage's ``test_outputs.pt`` caches (its signature not checked)."""
+    import io
+
+    import torch
+
+    from ktcli.reports.test_outputs import CACHE_MAGIC
+    payload = Path(path).read_bytes()[len(CACHE_MAGIC) + 65:]
+    return torch.load(io.BytesIO(payload), weights_only=True)
 
 
 def run_tool(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
