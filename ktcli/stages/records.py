@@ -24,6 +24,9 @@ CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth')
 # The kind of a distilled student's record.
 DISTILLED = 'distilled'
 _MAX_INT = 2 ** 53
+# Bounds of recorded settings beyond any run kt makes (epochs, batch size; lr and alpha).
+_MAX_COUNT = 10 ** 5
+_MAX_WEIGHT = 1e6
 
 
 class RecordError(UnsafeFileError):
@@ -269,9 +272,12 @@ def _setting_meanings() -> Dict[str, tuple]:
         'pretrained': (is_recorded_pretrained, 'default, none or the digest of a file or URL '
                        '(pretrained-file:<16 hex digits>)'),
         'weighting': (lambda value: value in ('fixed', 'adaptive'), 'fixed or adaptive'),
-        'epochs': (_integer(1), 'a number of epochs (1 or more)'),
-        'batch_size': (_integer(1), 'a batch size (1 or more)'),
-        'lr': (lambda value: value >= 0, 'a learning rate (0 or more)'),
+        'alpha': (lambda value: 0 <= value <= _MAX_WEIGHT, f'a loss weight (0 to {_MAX_WEIGHT:g})'),
+        'epochs': (lambda value: 1 <= value <= _MAX_COUNT,
+                   f'a number of epochs (1 to {_MAX_COUNT})'),
+        'batch_size': (lambda value: 1 <= value <= _MAX_COUNT,
+                       f'a batch size (1 to {_MAX_COUNT})'),
+        'lr': (lambda value: 0 <= value <= _MAX_WEIGHT, f'a learning rate (0 to {_MAX_WEIGHT:g})'),
         'img_size': (_optional(lambda value: 1 <= value <= MAX_IMAGE_SIDE),
                      f'null or an image side of 1 to {MAX_IMAGE_SIDE}'),
         'seed': (lambda value: 0 <= value < 2 ** 31, 'a seed (0 to 2^31 - 1)'),
