@@ -90,9 +90,11 @@ def test_the_cache_key_is_private_and_a_looser_one_is_replaced(tmp_path, monkeyp
         test_outputs._secret.cache_clear()
         assert test_outputs._secret() == key  # kept while private
         path.chmod(0o644)
+        folder.chmod(0o755)
         test_outputs._secret.cache_clear()
         replaced = test_outputs._secret()
         assert replaced != key and stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     finally:
         test_outputs._secret.cache_clear()
 

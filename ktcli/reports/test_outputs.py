@@ -69,6 +69,8 @@ def _secret() -> bytes:
     keys = folder / KEYS_FOLDER
     with contextlib.suppress(OSError, UserError):
         keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _private(os.lstat(keys), stat.S_ISDIR, 0o777):
+            os.chmod(keys, 0o700)
         if _private(os.lstat(keys), stat.S_ISDIR, 0o700):
             with contextlib.suppress(OSError, UserError), \
                     os.fdopen(open_regular(keys / KEY_NAME), 'rb') as file:
@@ -82,8 +84,7 @@ def _secret() -> bytes:
 
 
 def _private(status: os.stat_result, kind, mode: int) -> bool:
-    """Whether a file or folder is this user's, of ``kind``, with no bits beyond ``mode``
-    (a looser folder is tightened)."""
+    """Whether a file or folder is this user's, of ``kind``, with no bits beyond ``mode``."""
     if not kind(status.st_mode) or status.st_uid != os.getuid():
         return False
     return not stat.S_IMODE(status.st_mode) & ~mode
