@@ -253,6 +253,18 @@ def _expanding_to_petabytes():
     return Expands()
 
 
+def _fetching_backbone(ctx: Received) -> list:
+    """Stage 1's config.json with a timm backbone that timm would fetch weights for while
+    it is built, from the listener's URL."""
+    url = _listener(ctx)
+
+    def change(data: dict) -> None:
+        data['model']['backbone'] = dict(type='FreezableTIMMBackbone', model_name='resnet18',
+                                         pretrained=True, pretrained_cfg_overlay=dict(url=url))
+    edit_json(ctx.stage(1) / 'config.json', change)
+    return ['predict', ctx.work, ctx.image]
+
+
 def _lock_folder(ctx: Received) -> list:
     lock = ctx.work / '.kt_manifest.lock'
     lock.unlink(missing_ok=True)
@@ -318,4 +330,6 @@ MEANING_CASES = [
          _torchscript(_expanding_to_petabytes),
          'failed when run'),
     Case('D14: .kt_manifest.lock a folder (kt status)', _lock_folder, 'is a folder'),
+    Case('config.json: a timm backbone fetching pretrained weights from a URL (kt predict)',
+         _fetching_backbone, 'sets pretrained True at model.backbone', after=_no_connection),
 ]
