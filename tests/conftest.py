@@ -84,6 +84,32 @@ def installed_kt_bin(tmp_path_factory) -> Path:
     return installed_kt(tmp_path_factory.mktemp('installed'))
 
 
+@pytest.fixture(scope='session')
+def slurm_kt(tmp_path_factory, image_check_cache) -> tuple:
+    """A kt server (tests/kt_processes.py) whose commands find fake sbatch, squeue, sacct and
+    scancel (tests/test_stage_scheduling.py) first on PATH, and the fakes' folder (squeue
+    answers what a test writes to its squeue.txt; scancel records any call)."""
+    from .kt_processes import KtServer
+    from .test_stage_scheduling import FAKE_QUERY, FAKE_SBATCH
+    bin_dir, state = tmp_path_factory.mktemp('fake_bin'), tmp_path_factory.mktemp('fake_slurm')
+    scripts = dict(sbatch=FAKE_SBATCH.format(python=sys.executable),
+                   **{name: FAKE_QUERY.format(python=sys.executable, name=name)
+                      for name in ('squeue', 'sacct', 'scancel')})
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    saved = dict(os.environ)
+    os.environ.update(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+                      FAKE_SLURM_DIR=str(state))
+    try:
+        server = KtServer(timeout=180).__enter__()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield server, state
+    server.__exit__(None, None, None)
+
+
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',
                       base: Optional[Path] = None) -> Path:
     """Write a complete config: the demo config (or ``base``) plus ``extra``, at 32 px,

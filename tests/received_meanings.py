@@ -6,7 +6,8 @@ that climbs out, forged outputs under a kept signature, a deep JSON file, a FIFO
 data, a model that fails when run, a lock that is a folder) and names the command that
 would act on it; ``tests/test_received_cases.py`` runs them in processes of their own like
 the cases of issue 16 (D7 and D16, which need fake Slurm tools on PATH, and the ones tested
-below the command line are in ``tests/test_received_meanings.py``).
+below the command line are in ``tests/test_received_meanings.py``; D2, the options a record
+names, in ``tests/test_received_work_dir.py``, beside the ``_base_`` they could name).
 """
 import hashlib
 import io
@@ -57,18 +58,6 @@ def _backbone_via_proc(ctx: Received) -> dict:
 def _backbone_climbing(ctx: Received) -> dict:
     from ktcli.stages.backbones import MODEL_CONFIGS
     return dict(backbone=os.path.relpath(_planted_model_config(ctx), MODEL_CONFIGS))
-
-
-def _folder_options(ctx: Received) -> dict:
-    target = str(ctx.outside / 'by')
-    return dict(cfg_options=[
-        ['visualizer.vis_backends', [dict(type='LocalVisBackend', save_dir=target)]],
-        ['default_hooks.checkpoint.out_dir', target], ['default_hooks.logger.out_dir', target]])
-
-
-def _nothing_written_outside(ctx: Received) -> None:
-    assert not (ctx.outside / 'by').exists()
-    assert not list(ctx.outside.parent.glob('by*'))
 
 
 def _listener(ctx: Received) -> str:
@@ -278,8 +267,6 @@ MEANING_CASES = [
          _distill(_backbone_via_proc), 'backbone must be'),
     Case('D1: settings.backbone ../../../W/evil (kt distill)', _distill(_backbone_climbing),
          'backbone must be'),
-    Case('D2: settings.cfg_options set save_dir, out_dir (kt distill trains, writes inside)',
-         _distill(_folder_options), '', code=0, after=_nothing_written_outside),
     Case('D3: tar with a top-level victim.txt beside CUB_200_2011/ (kt data download)',
          _archive(lambda ctx: [_tar_file('victim.txt')]), '', code=0, after=_victim_kept),
     Case('D3: tar with an absolute member', _archive(lambda ctx: [_tar_file(

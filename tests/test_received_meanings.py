@@ -19,7 +19,7 @@ from ktcli import writing
 from ktcli.reports import run_facts, test_outputs
 from ktcli.stages.records import RecordError, check_ablation
 
-from .test_stage_scheduling import fake_slurm, kt, sbatch_calls, tiny  # noqa: F401
+from .test_stage_scheduling import sbatch_calls, tiny
 
 HOSTILE_NAMES = ['a\nb', '$\\frac{a}{$ x', 'tab\there', 'nul\0', '$x^2$', '\u202eevil']
 
@@ -39,8 +39,17 @@ def _copy_with_records(trained_work_dir: Path, work_dir: Path, **statuses) -> li
 
 
 def test_a_recorded_job_id_kt_did_not_submit_is_never_cancelled_or_adopted(
-        tmp_path, trained_work_dir, demo_root, fake_slurm):  # noqa: F811
+        tmp_path, trained_work_dir, demo_root, slurm_kt):
     """D7: stage 2 queued as the user's unrelated job 4242; D16: a work dir named with %x."""
+    server, fake_slurm = slurm_kt
+    for name in ('sbatch.jsonl', 'scancel.calls'):
+        (fake_slurm / name).unlink(missing_ok=True)
+
+    def kt(*args) -> str:
+        result = server.run(*args)
+        assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+        return ' '.join(result.stdout.split())
+
     (fake_slurm / 'squeue.txt').write_text('4242|RUNNING|None\n')
     foreign = dict(status='queued', job_id='4242')
     # Stage 1 to retrain: kt used to scancel 4242 (its teacher resubmitted).
@@ -60,9 +69,8 @@ def test_a_recorded_job_id_kt_did_not_submit_is_never_cancelled_or_adopted(
 
     # The jobs kt submitted are its own: a rerun while they run keeps them.
     (fake_slurm / 'squeue.txt').write_text('1001|RUNNING|None\n1002|PENDING|Dependency\n')
-    result = kt('train', *tiny(demo_root, work_dir), '--n', '2', '--launcher', 'slurm')
-    assert 'submitted 0 Slurm jobs; 2 already queued or running' in ' '.join(
-        result.stdout.split())
+    output = kt('train', *tiny(demo_root, work_dir), '--n', '2', '--launcher', 'slurm')
+    assert 'submitted 0 Slurm jobs; 2 already queued or running' in output
     assert len(sbatch_calls(fake_slurm)) == 2
 
     # Stage 1 done: kt used to adopt 4242 as stage 2's job and never train it.
