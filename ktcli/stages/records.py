@@ -232,8 +232,9 @@ def is_backbone_name(name: Any) -> bool:
 
 
 def _backbones(value: Any) -> bool:
-    names = [name.strip() for name in value.split(',')] if isinstance(value, str) else [None]
-    return all(is_backbone_name(name) for name in names)
+    # As TrainSettings.backbone_of reads it: comma-separated, blanks ignored.
+    names = [name.strip() for name in value.split(',') if name.strip()]
+    return bool(names) and all(is_backbone_name(name) for name in names)
 
 
 def is_recorded_pretrained(value: Any) -> bool:
