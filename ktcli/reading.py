@@ -12,12 +12,15 @@ import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 from .errors import UserError
 
 # Largest JSON file kt reads from a work dir (manifests, stage records, configs).
 JSON_LIMIT = 16 * 2 ** 20
+# Deepest nesting of a JSON value kt reads (its own files nest about 10 deep): deeper data
+# would exhaust Python's recursion in the parser or in whatever walks it.
+JSON_DEPTH = 64
 # Largest image side (pixels) a config or an export may resize or crop to.
 MAX_IMAGE_SIDE = 2048
 # A stage's directory: WORK_DIR/stages/<16 hex digits>.
@@ -30,21 +33,26 @@ class UnsafeFileError(UserError):
     """A file of a work dir or export that kt will not read as it is."""
 
 
-def open_regular(path: Union[str, Path]) -> int:
+def open_regular(path: Union[str, Path], follow_links: bool = False) -> int:
     """Open ``path`` for reading if it is a regular file itself (not a link to one).
+
+    Opened without blocking, so that a FIFO is refused rather than waited on.
 
     Args:
         path (str | Path): The file.
+        follow_links (bool): Open the file a link points to (a dataset's files may be
+            links to shared storage; a work dir's never are). Defaults to False.
 
     Returns:
         int: An open file descriptor (the caller closes it).
 
     Raises:
         FileNotFoundError: No such file.
-        UnsafeFileError: A symbolic link, a FIFO, a device, a folder, or unreadable.
+        UnsafeFileError: A symbolic link (unless ``follow_links``), a FIFO, a device, a
+            folder, or unreadable.
     """
     try:
-        descriptor = os.open(path, _OPEN_FLAGS)
+        descriptor = os.open(path, _OPEN_FLAGS & ~os.O_NOFOLLOW if follow_links else _OPEN_FLAGS)
     except FileNotFoundError:
         raise
     except OSError as error:
@@ -79,13 +87,56 @@ def read_capped(path: Union[str, Path], limit: int = JSON_LIMIT) -> bytes:
 
 def read_json(path: Union[str, Path], limit: int = JSON_LIMIT) -> Any:
     """The JSON value in the regular file ``path``, read as :func:`read_capped` reads it;
-    a file that is not JSON (or holds NaN or Infinity) is an :class:`UnsafeFileError` too."""
-    content = read_capped(path, limit)
+    a file that is not JSON as :func:`parse_json` takes it is an :class:`UnsafeFileError`
+    too."""
+    return parse_json(read_capped(path, limit), str(path), limit)
+
+
+def parse_json(content: Union[str, bytes], where: str, limit: int = JSON_LIMIT) -> Any:
+    """The JSON value of ``content`` (from the file or entry ``where``): at most ``limit``
+    bytes, nested at most :data:`JSON_DEPTH` deep, no NaN or Infinity.
+
+    Raises:
+        UnsafeFileError: Larger, deeper, or not JSON.
+    """
+    if len(content) > limit:
+        raise UnsafeFileError(f'{where} is larger than the {limit // 2 ** 20} MiB kt reads from '
+                              'such a file; it is not one kt wrote')
     try:
-        return strict_json(content.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise UnsafeFileError(f'{path} is not readable JSON ({str(error).splitlines()[0]}); '
-                              'it is truncated or not written by kt') from None
+        text = content.decode('utf-8') if isinstance(content, bytes) else content
+        if _bracket_depth(text) > JSON_DEPTH:
+            raise ValueError(f'nested more than {JSON_DEPTH} deep')
+        return strict_json(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UnsafeFileError(f'{where} is not readable JSON ({reason}); it is truncated or '
+                              'not written by kt') from None
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r'[\[\]{}]')
+
+
+def _bracket_depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest, strings left out (an upper bound of the
+    value's depth when the text is not JSON)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub('', text)):
+        depth += 1 if bracket in '[{' else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def open_data_file(path: Union[str, Path]) -> BinaryIO:
+    """A dataset's file (an image, an annotation list), opened for reading in binary mode if
+    it is a regular file (a link to one is followed); a FIFO or device, which would block
+    or never end, is refused.
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeFileError: Not a regular file, or unreadable.
+    """
+    return os.fdopen(open_regular(path, follow_links=True), 'rb')
 
 
 def read_tail(path: Union[str, Path], size: int) -> bytes:

@@ -12,7 +12,7 @@ from .errors import UserError, describe, storage_fix
 
 
 def write_atomically(path: Path, content: Union[str, bytes],
-                     check: Optional[Callable[[Path], None]] = None) -> None:
+                     check: Optional[Callable[[Path], None]] = None, mode: int = 0o666) -> None:
     """Replace ``path`` by a file holding ``content``, all at once.
 
     The content goes to a new file in ``path``'s folder, which is synced,
@@ -30,6 +30,7 @@ def write_atomically(path: Path, content: Union[str, bytes],
             complete new file (named like ``path``), before it replaces
             ``path``; whatever it raises leaves ``path`` as it was. Defaults
             to None.
+        mode (int): The new file's permissions (less the umask). Defaults to 0o666.
 
     Raises:
         UserError: The file cannot be written (disk full, read-only, no
@@ -40,11 +41,11 @@ def write_atomically(path: Path, content: Union[str, bytes],
     data = content.encode() if isinstance(content, str) else content
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = _unnamed_file(path.parent)
+        descriptor = _unnamed_file(path.parent, mode)
         named = descriptor is None
         if named:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, 0o666)
+                                 | os.O_CLOEXEC, mode)
         with os.fdopen(descriptor, 'wb') as file:
             file.write(data)
             file.flush()
@@ -65,12 +66,12 @@ def write_atomically(path: Path, content: Union[str, bytes],
         raise
 
 
-def _unnamed_file(folder: Path) -> Optional[int]:
+def _unnamed_file(folder: Path, mode: int) -> Optional[int]:
     """A new file without a name in ``folder`` (``O_TMPFILE``), or None where unsupported."""
     if not hasattr(os, 'O_TMPFILE') or not os.path.isdir('/proc/self/fd'):
         return None
     try:
-        return os.open(folder, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+        return os.open(folder, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode)
     except OSError as error:
         if error.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             return None
@@ -96,10 +97,38 @@ def _readable_as(named: Optional[Path], descriptor: int, name: str) -> Iterator[
     if named is not None:
         yield named
         return
-    with tempfile.TemporaryDirectory(prefix='kt_write_') as folder:
+    with private_temporary_folder('kt_write_') as folder:
         view = Path(folder) / name
         view.symlink_to(f'/proc/{os.getpid()}/fd/{descriptor}')
         yield view
+
+
+@contextlib.contextmanager
+def private_temporary_folder(prefix: str) -> Iterator[str]:
+    """A new temporary folder, removed on leaving, named ``<prefix><pid>_...``; the folders
+    of this prefix that processes no longer running left behind (killed with -9 before
+    they could remove them) are removed first."""
+    import shutil
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f'{prefix}*_*'):
+        pid = stale.name[len(prefix):].partition('_')[0]
+        with contextlib.suppress(OSError):
+            if (pid.isdigit() and not _running(int(pid)) and stale.is_dir()
+                    and not stale.is_symlink() and stale.lstat().st_uid == os.getuid()):
+                shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f'{prefix}{os.getpid()}_') as folder:
+        yield folder
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a signal 0 finds it, whoever owns it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

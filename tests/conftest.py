@@ -20,10 +20,12 @@ TINY_CONFIG = REPO / 'configs' / 'kt' / 'resnet18-tiny_kt_demo.py'
 
 @pytest.fixture(scope='session', autouse=True)
 def image_check_cache(tmp_path_factory) -> Path:
-    """kt's cache of image-check verdicts, in the session's temporary folder (inherited by
-    every kt process a test starts) rather than the user's ~/.cache."""
+    """kt's cache of image-check verdicts and its per-user state (the Slurm jobs it
+    submitted), in the session's temporary folder (inherited by every kt process a test
+    starts) rather than the user's ~/.cache and ~/.local/state."""
     cache = tmp_path_factory.mktemp('kt_cache')
     os.environ['KT_CACHE_DIR'] = str(cache)
+    os.environ['KT_STATE_DIR'] = str(tmp_path_factory.mktemp('kt_state'))
     return cache
 
 
@@ -82,6 +84,32 @@ def installed_kt_bin(tmp_path_factory) -> Path:
     return installed_kt(tmp_path_factory.mktemp('installed'))
 
 
+@pytest.fixture(scope='session')
+def slurm_kt(tmp_path_factory, image_check_cache) -> tuple:
+    """A kt server (tests/kt_processes.py) whose commands find fake sbatch, squeue, sacct and
+    scancel (tests/test_stage_scheduling.py) first on PATH, and the fakes' folder (squeue
+    answers what a test writes to its squeue.txt; scancel records any call)."""
+    from .kt_processes import KtServer
+    from .test_stage_scheduling import FAKE_QUERY, FAKE_SBATCH
+    bin_dir, state = tmp_path_factory.mktemp('fake_bin'), tmp_path_factory.mktemp('fake_slurm')
+    scripts = dict(sbatch=FAKE_SBATCH.format(python=sys.executable),
+                   **{name: FAKE_QUERY.format(python=sys.executable, name=name)
+                      for name in ('squeue', 'sacct', 'scancel')})
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    saved = dict(os.environ)
+    os.environ.update(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+                      FAKE_SLURM_DIR=str(state))
+    try:
+        server = KtServer(timeout=180).__enter__()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield server, state
+    server.__exit__(None, None, None)
+
+
 def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str = '',
                       base: Optional[Path] = None) -> Path:
     """Write a complete config: the demo config (or ``base``) plus ``extra``, at 32 px,
@@ -101,6 +129,17 @@ def write_tiny_config(path: Path, data_root: Path, epochs: int = 1, extra: str =
     cfg.default_hooks.logger.interval = 1
     cfg.dump(str(path))
     return path
+
+
+def cached_outputs(path: Path) -> dict:
+    """The test outputs a stage's ``test_outputs.pt`` caches (its signature not checked)."""
+    import io
+
+    import torch
+
+    from ktcli.reports.test_outputs import CACHE_MAGIC
+    payload = Path(path).read_bytes()[len(CACHE_MAGIC) + 65:]
+    return torch.load(io.BytesIO(payload), weights_only=True)
 
 
 def run_tool(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -170,21 +170,27 @@ def _visualize_out(name: str) -> Callable[[Received], list]:
 
 
 def _forged_test_outputs(ctx: Received) -> list:
-    """Stage 1's cached test outputs replaced by perfect logits, under the key a sender can
-    compute (digest, split and the checkpoint's sha256), not this machine's."""
+    """Stage 1's cached test outputs replaced by perfect logits, signed as kt signs them but
+    under a key of the sender's (which is all a sender can do), not this machine's."""
     import hashlib
+    import hmac
+    import io
 
     import torch
-    from ktcli.reports.test_outputs import split_digest
+    from ktcli.reports.test_outputs import CACHE_MAGIC, split_digest
     from ktcli.stages.stage_files import read_stage_config
     stage = ctx.stage(1)
-    cache = torch.load(stage / 'test_outputs.pt', weights_only=True)
-    labels = cache['outputs']['labels']
-    cache['outputs']['logits'] = torch.nn.functional.one_hot(labels, 20).float() * 10
+    content = (stage / 'test_outputs.pt').read_bytes()
+    outputs = torch.load(io.BytesIO(content[len(CACHE_MAGIC) + 65:]), weights_only=True)
+    outputs['logits'] = torch.nn.functional.one_hot(outputs['labels'], 20).float() * 10
+    buffer = io.BytesIO()
+    torch.save(outputs, buffer)
     sha = hashlib.sha256(next(stage.glob('epoch_*.pth')).read_bytes()).hexdigest()
     split = split_digest(read_stage_config(stage / 'config.json'))
-    cache['key'] = f'{stage.name}:{split}:{sha}'
-    torch.save(cache, stage / 'test_outputs.pt')
+    identity = f'{stage.name}:{split}:{sha}\n'.encode()
+    signature = hmac.new(b'the sender key', identity + buffer.getvalue(), 'sha256').hexdigest()
+    (stage / 'test_outputs.pt').write_bytes(CACHE_MAGIC + signature.encode() + b'\n'
+                                            + buffer.getvalue())
     return ['ensemble', ctx.work, '--json', ctx.scratch / 'figures.json']
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO
+from .conftest import REPO, cached_outputs
 
 LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)', re.MULTILINE)
 
@@ -73,7 +73,7 @@ def test_ablate_n_trains_2n_minus_1_stages_side_by_side(parallel_ablation, train
 
 def stage_correct(stage_dir: Path) -> torch.Tensor:
     """Which test images a stage classifies correctly, from its cached outputs."""
-    outputs = torch.load(stage_dir / 'test_outputs.pt', weights_only=True)['outputs']
+    outputs = cached_outputs(stage_dir / 'test_outputs.pt')
     return outputs['logits'].argmax(1) == outputs['labels']
 
 

@@ -10,6 +10,8 @@ import ktcli.reports.test_outputs
 from ktcli.main import app
 from registry_plugins import orthogonal_loss
 
+from .conftest import cached_outputs
+
 
 @pytest.fixture
 def work_dir(trained_work_dir) -> Path:
@@ -17,7 +19,7 @@ def work_dir(trained_work_dir) -> Path:
 
 
 def cached(work_dir: Path, k: int) -> dict:
-    return torch.load(work_dir / f'stage_{k}' / 'test_outputs.pt', weights_only=True)['outputs']
+    return cached_outputs(work_dir / f'stage_{k}' / 'test_outputs.pt')
 
 
 def invoke(*args: str):

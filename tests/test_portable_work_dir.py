@@ -10,14 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
-import torch
 from typer.testing import CliRunner
 
 from ktcli.main import app
-from ktcli.reports.test_outputs import split_digest
-from ktcli.stages.portable_config import FINGERPRINT_KEY, RunInputs, runtime_config
-from ktcli.stages.stage_config import legacy_stage_digest
-from ktcli.stages.stage_files import read_stage_config, write_stage_config, write_stage_record
 
 from .test_received_work_dir import received_copy, train_args
 
@@ -136,88 +131,12 @@ def test_a_copied_work_dir_names_no_folder_of_the_training_machine(
     assert any(str(demo_root) in log.read_text() for log in copied.glob('stages/*/*/*.log'))
 
 
-def write_legacy_records(work_dir: Path, data_root: Path) -> dict:
-    """Rewrite a work dir's records as kt wrote them before digests covered the data's
-    fingerprint (the main branch's format): configs with the absolute data folder and work
-    dir, digests of those configs (``legacy_stage_digest``, pinned to the main branch's
-    figures in tests/test_stage_config.py), settings with ``data_root``, test outputs keyed
-    by the folder, mmengine's absolute ``last_checkpoint``. Returns {new digest: old}."""
-    manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
-    legacy = {}
-    for digest in manifest['chain']:
-        record = manifest['stages'].pop(digest)
-        cfg = runtime_config(read_stage_config(work_dir / record['config']),
-                             RunInputs(str(data_root)))
-        cfg.pop(FINGERPRINT_KEY)
-        teachers = [legacy[teacher] for teacher in record['teachers']]
-        for hook in cfg.get('custom_hooks', []):
-            for teacher in hook.teachers:
-                _, name, checkpoint = Path(teacher.checkpoint).parts
-                teacher.checkpoint = str(Path('..', legacy[name], checkpoint))
-        old = legacy[digest] = legacy_stage_digest(cfg, teachers)
-        old_dir = work_dir / 'stages' / old
-        os.rename(work_dir / record['dir'], old_dir)
-        cfg.work_dir = str(old_dir)
-        write_stage_config(cfg, old_dir)
-        (old_dir / 'last_checkpoint').write_text(str(old_dir / 'epoch_1.pth'))
-        outputs = torch.load(old_dir / 'test_outputs.pt', weights_only=True)
-        torch.save(dict(outputs, key=f'{old}:{split_digest(cfg)}'), old_dir / 'test_outputs.pt')
-        settings = dict(record['settings'], data_root=str(data_root))
-        del settings['data_fingerprint']
-        record.update(digest=old, teachers=teachers, settings=settings, dir=f'stages/{old}',
-                      config=f'stages/{old}/config.json', checkpoint=f'stages/{old}/epoch_1.pth')
-        write_stage_record(old_dir, record)
-        manifest['stages'][old] = record
-        link = work_dir / f'stage_{record["index"]}'
-        link.unlink()
-        link.symlink_to(f'stages/{old}')
-    manifest['chain'] = [legacy[digest] for digest in manifest['chain']]
-    for result in manifest['results']:
-        result['digest'] = legacy[result['digest']]
-    (work_dir / 'kt_manifest.json').write_text(json.dumps(manifest, indent=2))
-    return legacy
-
-
-def test_a_work_dir_of_the_previous_version_is_reused_and_upgraded_once(
-        tmp_path, trained_work_dir, demo_root):
+def test_a_work_dir_of_an_older_format_is_refused_in_one_line(tmp_path, trained_work_dir):
+    """Format 2 and before could name folders and URLs; kt no longer upgrades them."""
     work_dir = tmp_path / 'old'
     shutil.copytree(trained_work_dir, work_dir, symlinks=True)
-    legacy = write_legacy_records(work_dir, demo_root)
-    assert sorted(path.name for path in (work_dir / 'stages').iterdir()) == sorted(
-        legacy.values())
-    assert str(demo_root) in (work_dir / 'stage_1' / 'config.json').read_text()
-
-    # The same data in another folder: the old digests cannot be checked against it.
-    moved_data = shutil.copytree(demo_root, tmp_path / 'moved data')
-    output = dry_run(work_dir, moved_data)
-    assert '2 distinct stages: 0 reused, 2 to train' in output
-    assert (f'stages recorded by an older kt were trained from {demo_root}: rerun once with '
-            'that --data-root to reuse them (kt then upgrades their records)') in output
-
-    output = dry_run(work_dir, demo_root)
-    assert '2 distinct stages: 2 reused, 0 to train' in output
-    assert ('2 stages recorded by an older kt (under digests of the data folder) match this '
-            'data; a run without --dry-run upgrades their records') in output
-    assert sorted(path.name for path in (work_dir / 'stages').iterdir()) == sorted(
-        legacy.values())  # a dry run changes nothing
-
-    output = ' '.join(kt(*train_args(work_dir, demo_root, 2)).split())
-    assert '2 distinct stages: 2 reused, 0 to train' in output
-    assert output.count('upgraded the records of 2 stages written by an older kt') == 1
-    # Back at the digests this version gives them, nothing trained, the outputs kept.
-    assert sorted(path.name for path in (work_dir / 'stages').iterdir()) == sorted(legacy)
-    assert sorted(path.name for path in (work_dir / 'stages').glob('*/*') if path.is_dir()) == \
-        sorted(path.name for path in trained_work_dir.glob('stages/*/*') if path.is_dir())
-    for new in legacy:
-        assert torch.load(work_dir / 'stages' / new / 'test_outputs.pt', weights_only=True)[
-            'outputs']['logits'].equal(torch.load(trained_work_dir / 'stages' / new /
-                                                  'test_outputs.pt', weights_only=True)[
-                'outputs']['logits'])
     manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
-    assert manifest['chain'] == json.loads(
-        (trained_work_dir / 'kt_manifest.json').read_text())['chain']
-    assert [manifest['stages'][d]['upgraded_from'] for d in manifest['chain']] == [
-        legacy[d] for d in manifest['chain']]
-    assert [(work_dir / f'stage_{k}').resolve().name for k in (1, 2)] == manifest['chain']
-    assert files_naming(work_dir, str(demo_root)) == []
-    assert 'older kt' not in dry_run(work_dir, demo_root)
+    (work_dir / 'kt_manifest.json').write_text(json.dumps(dict(manifest, format=2)))
+    line = kt_error('status', work_dir)
+    assert 'was written by an older kt (format 2); this kt reads format 3 only: train again ' \
+        'in a new work dir' in line

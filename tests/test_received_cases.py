@@ -1,10 +1,12 @@
-"""Every received-work-dir and export case of issue 16 (tests/received_cases.py), each in a
-process of its own: exit 0 or 2, at most one line on stderr naming the problem, no traceback,
+"""Every received-work-dir and export case of issues 16 and 26 (tests/received_cases.py,
+tests/received_meanings.py), each in a process of its own: exit 0 or 2, at most one line on
+stderr naming the problem, no traceback,
 nothing outside the work dir read, written or run."""
 import pytest
 
 from .kt_processes import KtServer
 from .received_cases import CASES
+from .received_meanings import MEANING_CASES
 from .received_copies import PAYLOAD_MARKER, ZEN, received, snapshot
 
 
@@ -31,7 +33,8 @@ def check_outcome(case, result, ctx, before) -> str:
     return lines[0] if lines else ''
 
 
-@pytest.mark.parametrize('case', CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize('case', CASES + MEANING_CASES,
+                         ids=[case.name for case in CASES + MEANING_CASES])
 def test_received_case(case, tmp_path, trained_work_dir, demo_root, exported, forked_kt):
     ctx = received(tmp_path, trained_work_dir, demo_root, exported)
     before = snapshot(ctx.outside)

@@ -8,10 +8,20 @@ commands that read that file in processes of their own, and asserts that each en
 exit 0 or 2, at most one line on stderr, no traceback, no payload run and nothing outside
 the work dir read or written (a sentinel folder, its files' contents and times, is left as
 it was). Derandomised and bounded (see ``EXAMPLES``) so the suite stays in its budget.
+
+The fuzz of meanings (issue 26) draws well-typed but hostile *values* for every training
+setting a stage record keeps, and for its Slurm job id: paths (absolute, ``/proc/self/cwd``,
+``..``) to a planted model config whose code would leave a marker, URLs of a loopback
+listener, options that set ``*dir*`` and ``*path*`` keys, the id of a running job that kt
+did not submit. It runs the commands that act on them (``kt status``, ``kt distill`` and
+``kt train`` with fake Slurm tools first on PATH, so that they submit rather than train)
+and asserts, beside the above, that the listener saw no connection, ``scancel`` was never
+called, and no config kt wrote names the outside folder, the URL or ``/proc``.
 """
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -19,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .kt_processes import KtServer
-from .received_copies import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata,
+from .kt_processes import REPO, KtServer
+from .received_copies import (PAYLOAD_MARKER, ZEN, edit_onnx_metadata, edit_records,
                               edit_torchscript_metadata, received, snapshot)
 
 EXAMPLES = 20
@@ -202,3 +212,107 @@ def test_fuzzed_work_dirs_and_exports_end_in_one_line(template, fuzz_kt, tmp_pat
         shutil.rmtree(base, ignore_errors=True)
 
     example()
+
+
+# Examples per field: every settings field of a stage record (data_root too, which kt never
+# records), and its Slurm job id; more for the fields whose values name files, URLs and
+# options. 26 examples of 3 commands: about 25 s on 2 cores.
+MEANING_EXAMPLES = dict(backbone=3, pretrained=3, cfg_options=3)
+FOREIGN_JOB = '4242'
+MEANING_FIELDS = ('backbone', 'pretrained', 'cfg_options', 'vis_backends', 'dataset',
+                  'data_root', 'data_fingerprint', 'weighting', 'num_classes', 'img_size',
+                  'batch_size', 'processes', 'epochs', 'output_stride', 'frozen_stages', 'seed',
+                  'lr', 'alpha', 'amp', 'job_id')
+
+
+def _hostile_values(field: str, work: Path, outside: str, url: str) -> st.SearchStrategy:
+    """Values of the right type whose meaning is hostile, for one field of a stage record."""
+    from ktcli.stages.backbones import MODEL_CONFIGS
+    evil = str(work / 'evil')
+    names = [evil, outside, outside + '/victim.txt', '/etc/passwd', '/dev/zero',
+             '/proc/self/cwd/' + os.path.relpath(evil, REPO),
+             os.path.relpath(evil, MODEL_CONFIGS), '../../outside/evil', '..', url,
+             'file:///etc/passwd', f'timm/{os.path.relpath(evil, MODEL_CONFIGS)}',
+             'timm//etc/passwd', f'resnet18_tiny,{evil}', 'pretrained-file:../../victim.txt',
+             'pretrained-url:' + url]
+    options = [[[key, outside]] for key in (
+        'work_dir', 'default_hooks.checkpoint.out_dir', 'default_hooks.logger.out_dir',
+        'train_dataloader.dataset.data_root', 'model.backbone.init_cfg.checkpoint',
+        'load_from')] + [[['visualizer.vis_backends', [dict(type='LocalVisBackend',
+                                                            save_dir=outside)]]],
+                         [['custom_imports', dict(imports=['os'])]],
+                         [['model.backbone.init_cfg', dict(type='Pretrained', checkpoint=url)]]]
+    values = dict(
+        cfg_options=options, vis_backends=[[outside], ['tensorboard', url], ['../x']],
+        data_fingerprint=[dict(dataset=outside, train='0' * 16, test='0' * 16, images=1),
+                          dict(dataset='demo', train='../../x', test=outside, images=1)],
+        job_id=[FOREIGN_JOB], num_classes=[2 ** 40, -1], img_size=[60000, -5],
+        batch_size=[0, 2 ** 40], processes=[0, 2 ** 31], epochs=[0, 2 ** 40],
+        output_stride=[7, 1], frozen_stages=[-100, 1000], seed=[-1, 2 ** 62],
+        lr=[-1.0, 1e308], alpha=[1e308, -1e308], amp=[True, False])
+    return st.sampled_from(values.get(field, names))
+
+
+def _written_configs(work: Path) -> str:
+    """Every config kt keeps in the work dir, as text."""
+    return ''.join(path.read_text(errors='replace') for pattern in ('*/*/config.json',
+                                                                   '*/*/config.py')
+                   for path in work.glob(pattern) if not path.is_symlink())
+
+
+@pytest.mark.parametrize('field', MEANING_FIELDS)
+def test_hostile_setting_values_do_nothing(field, slurm_kt, tmp_path_factory, trained_work_dir,
+                                           demo_root, exported):
+    server, state = slurm_kt
+    (state / 'squeue.txt').write_text(f'{FOREIGN_JOB}|RUNNING|None\n')
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    url = f'http://127.0.0.1:{listener.getsockname()[1]}/weights.pth'
+    base = tmp_path_factory.mktemp('meanings')
+    # Every example's copy is at the same place, so the drawn paths name its files.
+    work, outside = base / 'copy' / 'work', base / 'copy' / 'outside'
+
+    @settings(max_examples=MEANING_EXAMPLES.get(field, 1), deadline=None, derandomize=True,
+              database=None, suppress_health_check=list(HealthCheck))
+    @given(_hostile_values(field, work, str(outside), url))
+    def example(value):
+        shutil.rmtree(base / 'copy', ignore_errors=True)
+        ctx = received(base / 'copy', trained_work_dir, demo_root, exported)
+        (ctx.work / 'evil_kt.py').write_text(
+            f'import pathlib\npathlib.Path({str(ctx.marker)!r}).touch()\nx = 1\n')
+        before = snapshot(ctx.outside)
+
+        def change(record: dict) -> None:
+            if field == 'job_id':
+                record.update(status='queued', job_id=value)
+            else:
+                record['settings'][field] = value
+
+        for k in (1, 2):
+            edit_records(ctx, k, change)
+        commands = [['status', ctx.work],
+                    ['distill', ctx.work, '--epochs', '1', '--launcher', 'slurm',
+                     '--data-root', ctx.demo_root],
+                    ctx.train_args(2, '--launcher', 'slurm')]
+        for command in commands:
+            result = server.run(*command)
+            output = result.stdout + result.stderr
+            where = f'{field}={value!r} -> kt {" ".join(map(str, command))}: {output[-2000:]}'
+            assert result.returncode in (0, 2), where
+            assert 'Traceback' not in output, where
+            assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1, where
+            assert not ctx.marker.exists() and PAYLOAD_MARKER not in output, where
+            assert snapshot(ctx.outside) == before, where
+            assert not (state / 'scancel.calls').exists(), where
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+            configs = _written_configs(ctx.work)
+            assert str(ctx.outside) not in configs and url not in configs, where
+            assert '/proc/self' not in configs, where
+
+    try:
+        example()
+    finally:
+        listener.close()

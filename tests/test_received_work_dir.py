@@ -247,19 +247,28 @@ def test_a_checkpoint_link_planted_for_the_next_stage_is_not_written_through(
     assert victim.read_bytes() == b'victim'
 
 
-def test_distill_never_runs_base_files_named_in_a_received_manifest(tmp_path, trained_work_dir):
+def test_distill_never_applies_the_options_of_a_received_manifest(tmp_path, trained_work_dir):
+    """The members' cfg_options were their trainer's command line: kt distill builds its
+    student from their checked settings and its own options only, so a _base_ or the folders
+    (D2: checkpoint and log out_dir, save_dir) a record names are never applied."""
     work_dir = received_copy(trained_work_dir, tmp_path / 'work')
-    marker = tmp_path / 'base_ran'
+    marker, elsewhere = tmp_path / 'base_ran', tmp_path / 'elsewhere'
     for evil in (work_dir / 'evil.py', tmp_path / 'evil.py'):
         evil.write_text(f'import os\nos.system("touch {marker}")\nx = 1\n')
     manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
     for digest, record in manifest['stages'].items():
-        record['settings']['cfg_options'] = [['_base_', '../../evil.py']]
+        record['settings']['cfg_options'] = [
+            ['_base_', '../../evil.py'], ['default_hooks.checkpoint.out_dir', str(elsewhere)],
+            ['default_hooks.logger.out_dir', str(elsewhere)],
+            ['visualizer.vis_backends', [dict(type='LocalVisBackend', save_dir=str(elsewhere))]]]
         (work_dir / 'stages' / digest / 'stage.json').write_text(json.dumps(record))
     (work_dir / 'kt_manifest.json').write_text(json.dumps(manifest))
-    line = one_error_line(kt('distill', work_dir))
-    assert 'inherits other files (_base_ at the top)' in line
-    assert not marker.exists()
+    result = kt('distill', work_dir)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    assert not marker.exists() and not elsewhere.exists()
+    configs = [path.read_text() for path in work_dir.glob('stages/*/config.json')]
+    assert len(configs) == 3 and not any('evil' in config or str(elsewhere) in config
+                                         for config in configs)
 
 
 def scripted_ensemble(exported: Path, path: Path, forward: str) -> Path:

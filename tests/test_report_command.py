@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ktcli.main import app
+
+from .conftest import cached_outputs
 
 GALLERY = 4
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
@@ -31,7 +32,7 @@ def report(trained_work_dir, tmp_path_factory) -> dict:
 
 def _cached_outputs(work_dir: Path) -> list:
     from ktcli.stages.work_dir import trained_stages
-    return [torch.load(stage.dir / 'test_outputs.pt', weights_only=True)['outputs']
+    return [cached_outputs(stage.dir / 'test_outputs.pt')
             for stage in trained_stages(work_dir)]
 
 

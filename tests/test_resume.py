@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO
+from .conftest import REPO, cached_outputs
 
 
 def train_command(work_dir: Path, demo_root: Path) -> list:
@@ -80,8 +80,8 @@ def test_a_killed_stage_resumes_to_the_uninterrupted_result(tmp_path, uninterrup
     assert resumed.keys() == reference.keys()
     for name, value in reference.items():
         assert torch.equal(resumed[name], value), name
-    outputs = torch.load(stage_dir / 'test_outputs.pt', weights_only=True)['outputs']
-    expected = torch.load(reference_dir / 'test_outputs.pt', weights_only=True)['outputs']
+    outputs = cached_outputs(stage_dir / 'test_outputs.pt')
+    expected = cached_outputs(reference_dir / 'test_outputs.pt')
     assert all(torch.equal(outputs[key], expected[key]) for key in expected)
     records = [json.loads((d / 'stage.json').read_text()) for d in (stage_dir, reference_dir)]
     assert records[0]['top1'] == records[1]['top1'] and records[0]['status'] == 'done'

@@ -13,7 +13,6 @@ from ktcli.stages.stage_config import (
     Teacher,
     TrainSettings,
     compose_stage_config,
-    legacy_stage_digest,
     parse_cfg_options,
     stage_digest,
 )
@@ -120,17 +119,6 @@ def test_the_portable_config_names_no_folder_and_the_runtime_one_puts_them_back(
     record = settings(data_fingerprint=DATA, pretrained=str(weights)).to_record()
     assert 'data_root' not in record and str(tmp_path) not in str(record)
     assert TrainSettings.from_record(record).data_fingerprint == DATA
-
-
-def test_the_legacy_digest_is_the_one_the_previous_version_gave():
-    # The figures of the main branch before digests covered the data (commit 9781638).
-    old = settings(dataset='demo', data_root='/data/kt_demo', backbone='resnet18_tiny',
-                   epochs=1, batch_size=8, img_size=32, pretrained='none')
-    first = compose_stage_config(old, [], WORK, 1)
-    assert legacy_stage_digest(first, []) == '2734590366e65b7f'
-    teacher = Teacher('2734590366e65b7f', first, Path('..') / '2734590366e65b7f' / 'epoch_1.pth')
-    second = compose_stage_config(old, [teacher], WORK, 2)
-    assert legacy_stage_digest(second, ['2734590366e65b7f']) == 'cd519d190eacc7b9'
 
 
 def test_img_size_scales_the_resize_and_crops():

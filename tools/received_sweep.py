@@ -1,13 +1,14 @@
-"""Run every received-work-dir and export case of issue 16 and print the outcome table.
+"""Run every received-work-dir and export case of issues 16 and 26 and print the outcome table.
 
-    python tools/received_sweep.py [--base DIR] [--markdown]
+    python tools/received_sweep.py [--base DIR] [--markdown] [--only TEXT]
 
 Trains a 2-stage tiny work dir on the tiny demo data (as the test suite's fixtures do),
 exports a 3-member ensemble to ONNX and TorchScript, then runs each case of
-``tests/received_cases.py`` (the definitions the tests use) on a fresh tampered copy, in a
-process of its own, and prints the command, its exit code and its stderr line, with FAIL
-where the outcome is not the expected one (exit code, the phrase of the line, a traceback,
-a second line, or anything outside the work dir read, written or run).
+``tests/received_cases.py`` and ``tests/received_meanings.py`` (the definitions the tests
+use) on a fresh tampered copy, in a process of its own, and prints the command, its exit
+code and its stderr line, with FAIL where the outcome is not the expected one (exit code,
+the phrase of the line, a traceback, a second line, or anything outside the work dir read,
+written or run).
 """
 import argparse
 import subprocess
@@ -20,6 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.kt_processes import KtServer  # noqa: E402
 from tests.received_cases import CASES  # noqa: E402
+from tests.received_meanings import MEANING_CASES  # noqa: E402
 from tests.received_copies import received, snapshot  # noqa: E402
 from tests.test_export import exported_files, three_member_work_dir  # noqa: E402
 from tests.test_received_cases import check_outcome  # noqa: E402
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument('--base', type=Path, help='where to train and tamper (default: a '
                         'temporary folder; reused when given)')
     parser.add_argument('--markdown', action='store_true', help='print a Markdown table')
+    parser.add_argument('--only', help='run only the cases whose name holds this text')
     args = parser.parse_args()
     base = (args.base or Path(tempfile.mkdtemp(prefix='kt_sweep_'))).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,9 @@ def main() -> None:
     failures = 0
     rows = []
     with KtServer() as kt:
-        for number, case in enumerate(CASES, start=1):
+        for number, case in enumerate(CASES + MEANING_CASES, start=1):
+            if args.only and args.only not in case.name:
+                continue
             ctx = received(base / 'cases' / str(number), work_dir, demo_root, exports)
             before = snapshot(ctx.outside)
             command = case.prepare(ctx)

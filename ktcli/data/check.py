@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError, first_line
+from ..reading import open_data_file
 from .image_verification import unreadable_error, unreadable_images
 from .specs import DatasetSpec, dataset_spec
 
@@ -187,7 +188,8 @@ def check_layout(name: str, root: str | Path) -> Path:
 def _cub_file_ids(path: Path) -> tuple[dict[int, str], str | None]:
     """Read a CUB ``<id> <value>`` file; return its entries or its first bad line."""
     entries: dict[int, str] = {}
-    lines = path.read_text(errors='replace').splitlines()
+    with open_data_file(path) as file:
+        lines = file.read().decode(errors='replace').splitlines()
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if len(fields) != 2 or not fields[0].isdigit():

@@ -9,7 +9,9 @@ import hashlib
 import http.client
 import re
 import shutil
+import stat
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -35,6 +37,8 @@ from .specs import dataset_spec
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+# The most an archive may unpack to (CUB-200-2011 is 1.2 GB, FGVC-Aircraft 2.8 GB).
+MAX_UNPACKED_BYTES = 64 * 2 ** 30
 _NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError,
                    http.client.HTTPException)
 
@@ -127,20 +131,64 @@ def _fetch(url: str, archive: Path, expected_md5: str, console: Console) -> None
     part.replace(archive)
 
 
-def _unpack(archive: Path, root: Path, console: Console) -> None:
-    """Unpack a tar or zip archive into ``root``, refusing unsafe members."""
+def _unpack(archive: Path, root: Path, top_folder: str, console: Console) -> None:
+    """Unpack the regular files and folders under ``top_folder/`` of a tar or zip archive
+    into ``root`` (other top-level entries are left in the archive).
+
+    Raises:
+        UserError: Not an archive, or a member that is absolute, climbs out with ``..``, is
+            a link, device or FIFO below the top folder, or more than ``MAX_UNPACKED_BYTES``
+            in all.
+    """
     try:
         with console.status(f'unpacking {escape(archive.name)}'):
             if tarfile.is_tarfile(archive):
                 with tarfile.open(archive) as tar:
-                    tar.extractall(root, filter='data')
+                    members = [member for member in tar.getmembers()
+                               if _wanted(archive, member.name, top_folder,
+                                          member.isfile() or member.isdir(), member.size)]
+                    _check_total(archive, sum(member.size for member in members))
+                    tar.extractall(root, members=members, filter='data')
             elif zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as zip_file:
-                    zip_file.extractall(root)
+                    members = [info for info in zip_file.infolist()
+                               if _wanted(archive, info.filename, top_folder,
+                                          _is_plain_zip_member(info), info.file_size)]
+                    _check_total(archive, sum(info.file_size for info in members))
+                    zip_file.extractall(root, members=members)
             else:
                 raise UserError(f'{archive} is neither a tar nor a zip archive; check --url')
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         raise UserError(f'cannot unpack {archive} into {root}: {first_line(error)}') from None
+
+
+def _wanted(archive: Path, name: str, top_folder: str, plain: bool, size: int) -> bool:
+    """Whether a member lies below ``top_folder/`` (to unpack); refuses unsafe ones."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or '..' in path.parts or '\\' in name:
+        raise UserError(f'{archive} holds the member {name!r}, which points outside the folder '
+                        'it unpacks into; it is not the dataset\'s archive: check --url')
+    parts = [part for part in path.parts if part != '.']
+    if not parts or parts[0] != top_folder:
+        return False
+    if not plain or size < 0:
+        raise UserError(f'{archive} holds {name!r}, which is not a regular file or folder '
+                        '(a link, device or FIFO); kt unpacks only files and folders: check '
+                        '--url')
+    return True
+
+
+def _is_plain_zip_member(info: zipfile.ZipInfo) -> bool:
+    """A zip member that is a file or folder (the file type of its Unix mode, when it has
+    one, says which; a link is stored as a member of type S_IFLNK)."""
+    return stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFREG, stat.S_IFDIR)
+
+
+def _check_total(archive: Path, size: int) -> None:
+    if size > MAX_UNPACKED_BYTES:
+        raise UserError(f'{archive} unpacks to {size / 2 ** 30:.1f} GiB, more than the '
+                        f'{MAX_UNPACKED_BYTES // 2 ** 30} GiB of any dataset kt downloads; '
+                        'check --url')
 
 
 def _archive_name(url: str, default: str) -> str:
@@ -155,22 +203,22 @@ def _local_archive(url: str) -> Path | None:
 
 
 def _unpack_to(archive: Path, top_folder: str, data_root: Path, console: Console) -> None:
-    """Unpack ``archive``, whose top folder is ``top_folder``, so that it becomes
-    ``data_root``."""
+    """Unpack ``archive``, whose top folder is ``top_folder``, into a fresh folder beside
+    ``data_root``, then move that top folder into place as ``data_root``: nothing is written
+    anywhere else, whatever the archive holds."""
     parent = data_root.parent
-    if data_root.name == top_folder:
-        _unpack(archive, parent, console)
-        return
-    staging = parent / f'.{data_root.name}.unpacking'
-    shutil.rmtree(staging, ignore_errors=True)
-    _unpack(archive, staging, console)
-    unpacked = staging / top_folder
-    if not unpacked.is_dir():
-        raise UserError(f'{archive} holds no {top_folder}/ folder; check --url')
-    if data_root.is_dir() and not any(data_root.iterdir()):
-        data_root.rmdir()
-    unpacked.rename(data_root)
-    shutil.rmtree(staging, ignore_errors=True)
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{data_root.name}.unpacking.', dir=parent))
+    try:
+        _unpack(archive, staging, top_folder, console)
+        unpacked = staging / top_folder
+        if unpacked.is_symlink() or not unpacked.is_dir():
+            raise UserError(f'{archive} holds no {top_folder}/ folder; check --url')
+        if data_root.is_dir() and not any(data_root.iterdir()):
+            data_root.rmdir()
+        unpacked.rename(data_root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def download_dataset(name: str, data_root: str | Path | None = None, url: str | None = None,

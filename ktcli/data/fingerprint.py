@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
 from ..errors import UserError
+from ..reading import open_data_file
 from ..writing import write_atomically
 from .image_verification import POOL_THRESHOLD, cache_dir, worker_count
 
@@ -83,9 +84,9 @@ class DataFingerprint:
 
 
 def file_digest(path: Path) -> str:
-    """The sha256 of a file's bytes (hex)."""
+    """The sha256 of a file's bytes (hex); a FIFO or device is refused (UnsafeFileError)."""
     digest = hashlib.sha256()
-    with open(path, 'rb') as file:
+    with open_data_file(path) as file:
         while block := file.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()

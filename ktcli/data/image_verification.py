@@ -90,16 +90,18 @@ def is_unreadable(path: str | Path) -> bool:
         path: The image file.
 
     Returns:
-        True if opening or decoding the file fails.
+        True if opening or decoding the file fails, or it is not a regular file.
     """
     from PIL import Image
 
+    from ..reading import open_data_file
     try:
-        with Image.open(path) as image:
+        with open_data_file(path) as file, Image.open(file) as image:
             image.draft(image.mode, (1, 1))
             image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        # A decompression bomb (an image larger than PIL decodes safely) counts as unreadable.
+    except (OSError, SyntaxError, ValueError, UserError, Image.DecompressionBombError):
+        # A decompression bomb (an image larger than PIL decodes safely) counts as
+        # unreadable, and so does a FIFO or a device (UnsafeFileError), which never ends.
         return True
     return False
 

@@ -27,7 +27,7 @@ import torch
 
 from .. import __version__
 from ..errors import UserError
-from ..writing import write_atomically
+from ..writing import private_temporary_folder, write_atomically
 from .accuracy_check import AccuracyFigures, AccuracyThresholds, check_accuracy
 from .ensemble_module import EnsembleModule, StageEnsemble
 from .export_check import CheckRow, ExportCheckError, check_batches, verify_export
@@ -268,7 +268,7 @@ def _export_reduced(ensemble: StageEnsemble, path: Path, batch_size: int, precis
                     metadata: dict, batches: dict, example: torch.Tensor,
                     source: str) -> ExportResult:
     """An int8 or fp16 ONNX file, made from a checked fp32 one and judged by its accuracy."""
-    with tempfile.TemporaryDirectory(prefix='kt_export_') as folder:
+    with private_temporary_folder('kt_export_') as folder:
         fp32_path = Path(folder) / f'{path.stem}.fp32.onnx'
         fp32_metadata = dict(metadata, dtype='fp32')
         write_model(ensemble.module, example, fp32_path, fp32_metadata, 'onnx')

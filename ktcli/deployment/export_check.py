@@ -10,7 +10,6 @@ through the same :func:`run_fresh`.
 import json
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..resources import IMPORT_ROOT
+from ..writing import private_temporary_folder
 from .ensemble_module import StageEnsemble
 from .export_verifier import to_model_input, torch_runner
 from .split_images import first_test_images
@@ -124,7 +124,7 @@ def run_fresh(path: Path, batches: Iterable[Tuple[str, np.ndarray]],
     Raises:
         ExportCheckError: The fresh process could not load or run the file.
     """
-    with tempfile.TemporaryDirectory(prefix='kt_export_check_') as folder:
+    with private_temporary_folder('kt_export_check_') as folder:
         inputs, results = Path(folder) / 'inputs.npz', Path(folder) / 'outputs.npz'
         names = _write_npz(inputs, batches)
         # It runs in the folder kt is imported from (so that it imports this kt), so the

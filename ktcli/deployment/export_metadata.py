@@ -9,7 +9,7 @@ import math
 from typing import Any, Optional, Sequence
 
 from ..errors import UserError
-from ..reading import MAX_IMAGE_SIDE, shown, strict_json
+from ..reading import MAX_IMAGE_SIDE, parse_json, shown
 
 # mmcv's names for the interpolation of its Resize transform.
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
@@ -44,9 +44,9 @@ def parse_metadata(text: Optional[str], path: Any,
     if len(text) > METADATA_LIMIT:
         raise MetadataError(f'{path}: its kt.json is larger than kt writes')
     try:
-        metadata = strict_json(text)
-    except ValueError as error:
-        raise MetadataError(f'{path}: its kt.json is not JSON ({error})') from None
+        metadata = parse_json(text, f'{path}: its kt.json', METADATA_LIMIT)
+    except UserError as error:
+        raise MetadataError(str(error)) from None
     problem = _problem(metadata, output_names)
     if problem is not None:
         raise MetadataError(f'{path}: kt.json {problem}; it was not written by this kt '

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import UserError
 from ..writing import available_cpus
 from .export_metadata import parse_metadata
 from .torchscript_check import check_archive, check_module
@@ -114,8 +115,30 @@ class ExportedModel:
         return list(self.metadata['outputs'])
 
     def __call__(self, inputs: np.ndarray) -> List[np.ndarray]:
-        """Run a float32 batch (N, 3, H, W); returns the outputs as numpy arrays."""
-        return self._run(inputs)
+        """Run a float32 batch (N, 3, H, W); returns the outputs as numpy arrays.
+
+        Raises:
+            ModelRunError: The file's model failed, or gave something other than one
+                float array per output with a row per image.
+        """
+        try:
+            outputs = self._run(inputs)
+        except Exception as error:  # a received file fails in its runtime's own way
+            message = str(error).strip().splitlines()
+            raise ModelRunError(f'{self.path} failed when run ({type(error).__name__}: '
+                                f'{message[0][:200] if message else ""}); it is not a model '
+                                '`kt export` wrote: export it again') from None
+        if len(outputs) != len(self.output_names) or not all(
+                isinstance(output, np.ndarray) and output.dtype.kind == 'f'
+                and output.ndim >= 1 and output.shape[0] == len(inputs) for output in outputs):
+            raise ModelRunError(f'{self.path} gave outputs of other kinds or shapes than its '
+                                'kt.json names; it is not a model `kt export` wrote: export it '
+                                'again')
+        return outputs
+
+
+class ModelRunError(UserError):
+    """A received model that failed, or gave outputs kt cannot read, when run."""
 
 
 def onnx_session_options(threads: Optional[int] = None) -> 'onnxruntime.SessionOptions':
@@ -146,6 +169,8 @@ def _load_onnx(path: Path, device: str, threads: Optional[int]) -> Tuple[Runner,
     import onnxruntime
 
     options = onnx_session_options(threads)
+    # A failing node is kt's one line (ModelRunError), not also ONNX Runtime's own log line.
+    options.log_severity_level = 4
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda') and 'CUDAExecutionProvider' in \
             onnxruntime.get_available_providers():

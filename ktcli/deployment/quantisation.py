@@ -21,11 +21,12 @@ fp32 on CPUs without float16 arithmetic.
 
 Neither is exact: :mod:`~ktcli.deployment.accuracy_check` judges the result on the test split.
 """
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
+
+from ..writing import private_temporary_folder
 
 # The precisions ``kt export --dtype`` offers.
 DTYPES = ('fp32', 'int8', 'fp16')
@@ -73,7 +74,7 @@ def quantise_int8(source: Path, target: Path, calibration: np.ndarray) -> dict:
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix='kt_quantise_') as folder:
+    with private_temporary_folder('kt_quantise_') as folder:
         prepared = Path(folder) / 'prepared.onnx'
         quant_pre_process(str(source), str(prepared))
         input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name

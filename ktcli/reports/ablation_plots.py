@@ -9,13 +9,11 @@ import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import matplotlib
+from ..writing import write_atomically
+from .plots import pyplot
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+plt = pyplot()
 from matplotlib.transforms import offset_copy  # noqa: E402
-
-from ..writing import write_atomically  # noqa: E402
 
 _DODGE_POINTS = 4
 

@@ -68,6 +68,7 @@ def attention_strip(image: np.ndarray, attentions: Sequence[np.ndarray],
     """
     from PIL import Image, ImageDraw
 
+    from .plots import plain_text
     scale = max(1.0, height / image.shape[0])
     size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
     panels = [image] + [overlay_attention(image, attention, box=box)
@@ -77,9 +78,9 @@ def attention_strip(image: np.ndarray, attentions: Sequence[np.ndarray],
     canvas = Image.new('RGB', (len(panels) * (size[0] + gap) - gap, top + size[1]), 'white')
     draw = ImageDraw.Draw(canvas)
     if caption:
-        draw.text((4, 3), caption, fill='black')
+        draw.text((4, 3), plain_text(caption), fill='black')
     for k, (panel, name) in enumerate(zip(panels, names)):
         left = k * (size[0] + gap)
         canvas.paste(Image.fromarray(panel).resize(size, Image.BILINEAR), (left, top))
-        draw.text((left + 4, top - LABEL_BAND + 3), name, fill='black')
+        draw.text((left + 4, top - LABEL_BAND + 3), plain_text(name), fill='black')
     return np.asarray(canvas)

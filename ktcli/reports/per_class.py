@@ -71,9 +71,10 @@ def per_class_figures(members: Dict[str, torch.Tensor], ensemble: torch.Tensor,
 def confusion_image(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> bytes:
     """A PNG of the confusion matrix, each row normalised by its class's test images, with
     the counts written in the cells when the classes are few (<= 20)."""
-    from .plots import figure_png, pyplot
+    from .plots import figure_png, plain_text, pyplot
 
     plt = pyplot()
+    classes = [plain_text(name) for name in classes]
     counts = np.asarray(confusion, dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = min(14.0, 3 + 0.22 * len(classes))

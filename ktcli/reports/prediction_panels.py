@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .attention_overlay import overlay_attention
+from .plots import plain_text
 
 RIGHT, WRONG, NEUTRAL = (22, 130, 60), (200, 30, 30), (60, 60, 60)
 FONT_SIZE = 13
@@ -74,6 +75,7 @@ def wrap(text: str, width: int, font=None) -> List[str]:
     an underscore where it can, inside a word only where a piece alone is too wide;
     nothing is dropped."""
     font = font or _font()
+    text = plain_text(text, len(text))
     lines = ['']
     for piece in re.split(r'(?<=[\s_-])', text):
         while len(piece) > 1 and font.getlength(piece.rstrip()) > width:

@@ -4,12 +4,14 @@ Everything here reads files inside the work dir only: links are not followed, JS
 parsed as data, export files are opened without loading their models (ONNX metadata from
 the protobuf, TorchScript's ``extra/kt.json`` from its zip archive).
 """
-import json
 import zipfile
 from pathlib import Path
 from typing import List, Optional
 
+from .. import reading
+from ..errors import UserError
 from ..stages.manifest import Manifest
+from ..stages.records import check_ablation
 
 RESULTS_NAME = 'results.json'
 ABLATIONS = dict(alpha='ablate_alpha', n='ablate_n')
@@ -19,12 +21,11 @@ MAX_BYTES = 16 * 2 ** 20
 
 
 def read_json(path: Path) -> Optional[dict]:
-    """A JSON object from a regular file (not a link), or None."""
+    """A JSON object from a regular file (not a link), read as every file of a work dir is
+    (:func:`ktcli.reading.read_json`: size and depth capped), or None."""
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_BYTES:
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = reading.read_json(path, MAX_BYTES)
+    except (OSError, UserError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -65,6 +66,7 @@ def backbone_name(cfg) -> str:
 def export_metadata(path: Path) -> Optional[dict]:
     """The kt.json ``kt export`` stored in an ONNX or TorchScript file, without loading the
     model; None for a link, another file, or a file without it."""
+    from ..deployment.export_metadata import METADATA_LIMIT
     from ..deployment.export_verifier import METADATA_KEY
     if path.is_symlink() or not path.is_file():
         return None
@@ -78,9 +80,12 @@ def export_metadata(path: Path) -> Optional[dict]:
             with zipfile.ZipFile(path) as archive:
                 name = next((n for n in archive.namelist()
                              if n.endswith(f'/extra/{METADATA_KEY}')), None)
-                text = archive.read(name).decode() if name else None
-        data = json.loads(text) if text else None
-    except (ImportError, OSError, ValueError, KeyError, zipfile.BadZipFile):
+                if name:
+                    # Read no further than the cap, whatever the entry claims to inflate to.
+                    with archive.open(name) as entry:
+                        text = entry.read(METADATA_LIMIT + 1)
+        data = reading.parse_json(text, str(path), METADATA_LIMIT) if text else None
+    except (ImportError, OSError, ValueError, KeyError, UserError, zipfile.BadZipFile):
         return None
     return data if isinstance(data, dict) else None
 
@@ -108,10 +113,17 @@ def exports(work_dir: Path) -> List[dict]:
 
 def ablations(work_dir: Path) -> dict:
     """``ablate_alpha.json`` / ``ablate_n.json`` of the work dir, with their PNG plots
-    (bytes, when they are PNG files), by kind (``alpha``, ``n``)."""
+    (bytes, when they are PNG files), by kind (``alpha``, ``n``).
+
+    Raises:
+        RecordError: A file that is not what ``kt ablate`` writes (see
+            :func:`~ktcli.stages.records.check_ablation`).
+    """
     found = {}
     for kind, stem in ABLATIONS.items():
-        data = read_json(Path(work_dir) / f'{stem}.json')
+        path = Path(work_dir) / f'{stem}.json'
+        data = read_json(path)
         if data is not None:
-            found[kind] = dict(data=data, png=read_png(Path(work_dir) / f'{stem}.png'))
+            found[kind] = dict(data=check_ablation(kind, data, str(path)),
+                               png=read_png(Path(work_dir) / f'{stem}.png'))
     return found

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple, Union
 
@@ -23,8 +24,14 @@ if TYPE_CHECKING:
     from ..stages.stage_data import StageData
 
 OUTPUTS_NAME = 'test_outputs.pt'
-# The secret that signs cache keys, in kt's cache folder.
+# The secret that signs the cached outputs, in a private folder of kt's cache folder.
+KEYS_FOLDER = 'private'
 KEY_NAME = 'test_outputs.key'
+# A cache file: this line, the HMAC of the identity and the outputs' bytes (hex), a newline,
+# then the outputs as torch.save wrote them.
+CACHE_MAGIC = b'kt-test-outputs-2\n'
+# The largest cache file read (CUB's test split at stride 8: about 30 MB).
+MAX_CACHE_BYTES = 2 ** 30
 
 
 def split_digest(cfg: 'Config') -> str:
@@ -40,28 +47,47 @@ def split_digest(cfg: 'Config') -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_key(identity: str) -> str:
-    """``identity`` signed (HMAC-SHA256) with this user's secret key for kt's caches.
-
-    The key (32 random bytes) is made once in kt's cache folder (see
-    :func:`ktcli.data.image_verification.cache_dir`); without one, each
-    process uses a new key, so nothing cached is trusted across runs.
-    """
-    return hmac.new(_secret(), identity.encode(), 'sha256').hexdigest()
+def _signature(content: bytes) -> str:
+    """HMAC-SHA256 of ``content`` under this user's secret key (see :func:`_secret`)."""
+    return hmac.new(_secret(), content, 'sha256').hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
 def _secret() -> bytes:
+    """This user's secret key for kt's caches: 32 random bytes in a file only this user can
+    read (0600 in a 0700 folder of kt's cache, see
+    :func:`ktcli.data.image_verification.cache_dir`). A key that others could read, or a
+    folder they could enter, is replaced (whatever it signed is recomputed); without a
+    cache folder, each process uses a new key, so nothing cached is trusted across runs."""
     from ..data.image_verification import cache_dir
     folder = cache_dir()
-    if folder is not None:
-        with contextlib.suppress(OSError, UserError):
-            return read_capped(folder / KEY_NAME, 64)
-    secret = secrets.token_bytes(32)
-    if folder is not None:
-        with contextlib.suppress(UserError):
-            write_atomically(folder / KEY_NAME, secret)
-    return secret
+    if folder is None:
+        return secrets.token_bytes(32)
+    # Before keys were private, the key lay readable in the cache folder itself.
+    with contextlib.suppress(OSError):
+        (folder / KEY_NAME).unlink(missing_ok=True)
+    keys = folder / KEYS_FOLDER
+    with contextlib.suppress(OSError, UserError):
+        keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _private(os.lstat(keys), stat.S_ISDIR, 0o777):
+            os.chmod(keys, 0o700)
+        if _private(os.lstat(keys), stat.S_ISDIR, 0o700):
+            with contextlib.suppress(OSError, UserError), \
+                    os.fdopen(open_regular(keys / KEY_NAME), 'rb') as file:
+                key = file.read(64)
+                if len(key) == 32 and _private(os.fstat(file.fileno()), stat.S_ISREG, 0o600):
+                    return key
+            key = secrets.token_bytes(32)
+            write_atomically(keys / KEY_NAME, key, mode=0o600)
+            return key
+    return secrets.token_bytes(32)
+
+
+def _private(status: os.stat_result, kind, mode: int) -> bool:
+    """Whether a file or folder is this user's, of ``kind``, with no bits beyond ``mode``."""
+    if not kind(status.st_mode) or status.st_uid != os.getuid():
+        return False
+    return not stat.S_IMODE(status.st_mode) & ~mode
 
 
 def file_sha256(path: Path) -> str:
@@ -157,12 +183,12 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
 
     The cache is keyed by the stage digest, the test split
     (:func:`split_digest`: its fingerprint, not its folder) and the sha256 of
-    the checkpoint it was computed from, signed with a key of this machine
-    (:func:`cache_key`), so any later report reuses it without another forward
-    pass or the data, while a changed test split or checkpoint is recomputed,
-    and so is a cache that came with a received work dir (its sender could
-    write any figures under the right sha256, but not under this machine's
-    key). A cache that cannot be read (truncated, not
+    the checkpoint it was computed from; one HMAC under this user's key covers
+    that identity and the outputs' bytes, so any later report reuses it without
+    another forward pass or the data, while a changed test split or checkpoint
+    is recomputed, and so is a cache that came with a received work dir or was
+    edited after this machine wrote it (no one without the key can sign other
+    figures). A cache that cannot be read (truncated, not
     weights-only) is recomputed; one that cannot be written is skipped.
 
     Args:
@@ -180,16 +206,34 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
     from ..stages.stage_files import read_stage_config
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
-    key = cache_key(f'{digest}:{split_digest(cfg)}:{file_sha256(Path(checkpoint))}')
-    with contextlib.suppress(Exception), os.fdopen(open_regular(path), 'rb') as file:
-        cached = torch.load(file, weights_only=True)
-        if cached.get('key') == key:
-            return cached['outputs']
+    identity = f'{digest}:{split_digest(cfg)}:{file_sha256(Path(checkpoint))}\n'.encode()
+    with contextlib.suppress(Exception):
+        outputs = _signed_outputs(read_capped(path, MAX_CACHE_BYTES), identity)
+        if outputs is not None:
+            return outputs
     outputs = compute_test_outputs((data or StageData()).config(cfg), checkpoint, device,
                                    batch_size)
     buffer = io.BytesIO()
-    torch.save(dict(key=key, outputs=outputs), buffer)
+    torch.save(outputs, buffer)
+    payload = buffer.getvalue()
+    signature = _signature(identity + payload).encode()
     with contextlib.suppress(UserError):
-        write_atomically(path, buffer.getvalue())
+        write_atomically(path, CACHE_MAGIC + signature + b'\n' + payload)
     return outputs
 
+
+def _signed_outputs(content: bytes, identity: bytes) -> Optional[Dict[str, torch.Tensor]]:
+    """The outputs of a cache file, if this user's key signed them with ``identity``."""
+    header, signature = len(CACHE_MAGIC), len(CACHE_MAGIC) + 64
+    if not content.startswith(CACHE_MAGIC) or content[signature:signature + 1] != b'\n':
+        return None
+    payload = content[signature + 1:]
+    if not hmac.compare_digest(content[header:signature],
+                               _signature(identity + payload).encode()):
+        return None
+    outputs = torch.load(io.BytesIO(payload), weights_only=True)
+    if not isinstance(outputs, dict) or not all(
+            isinstance(outputs.get(name), torch.Tensor)
+            for name in ('logits', 'labels', 'attention')):
+        return None
+    return outputs

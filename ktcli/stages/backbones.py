@@ -34,11 +34,13 @@ def available_backbones() -> List[str]:
 
 
 def backbone_config(name: str) -> Path:
-    """The model config of backbone ``name`` (``vgg16`` means ``vgg16bn``)."""
-    if name.startswith(TIMM_PREFIX):
+    """The model config of backbone ``name`` (``vgg16`` means ``vgg16bn``): one of the
+    shipped files, chosen by name, never a path that ``name`` spells."""
+    from .records import is_backbone_name
+    if is_backbone_name(name) and name.startswith(TIMM_PREFIX):
         return MODEL_CONFIGS / TIMM_CONFIG
     path = MODEL_CONFIGS / f'{BACKBONE_ALIASES.get(name, name)}_kt.py'
-    if not path.is_file():
+    if not is_backbone_name(name) or not path.is_file():
         raise UserError(f'unknown backbone {name!r}; choose one of '
                         f'{", ".join(available_backbones() + list(BACKBONE_ALIASES))}, '
                         'or timm/<model name> for any timm CNN')

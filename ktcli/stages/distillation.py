@@ -16,7 +16,7 @@ from ..data.data_folders import locate_data
 from ..errors import UserError
 from .manifest import Manifest
 from .records import record_paths
-from .portable_config import PRETRAINED_FILE
+from .portable_config import PRETRAINED_FILE, PRETRAINED_URL
 from .stage_config import (SEEDS_PER_SEQUENCE, Teacher, TrainSettings, compose_stage_config,
                            stage_seed)
 from .stage_files import read_stage_config
@@ -66,8 +66,7 @@ def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
     settings = record.get('settings', {})
     if not settings.get('data_fingerprint'):
         raise UserError(f'stage {members[0].index} of {manifest.work_dir} was recorded by an '
-                        'older kt; rerun `kt train` on the work dir once (it reuses every '
-                        'stage and upgrades its records)')
+                        'older kt; train again in a new work dir')
     settings = TrainSettings.from_record(settings)
     root = locate_data(settings.data_fingerprint, data_root)
     return dataclasses.replace(settings, data_root=str(root))
@@ -77,7 +76,8 @@ def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
                      distill: DistillSettings) -> TrainSettings:
     """The training settings of a student: the members' data, pipeline, schedule and batch,
     with the student's backbone (the first member's by default), epochs, lr, initialisation
-    and seed.
+    and seed. The members' ``--cfg-options`` and ``--vis-backend`` are not applied: they were
+    a command line of whoever trained them, and kt acts on this command's options only.
 
     Args:
         settings (TrainSettings): The members' settings.
@@ -88,7 +88,8 @@ def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
         settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
         epochs=distill.epochs or settings.epochs,
         lr=settings.lr if distill.lr is None else distill.lr,
-        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
+        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed,
+        cfg_options=(), vis_backends=())
 
 
 def compose_student_config(student: TrainSettings, members: Sequence[TrainedStage],
@@ -114,10 +115,10 @@ def compose_student_config(student: TrainSettings, members: Sequence[TrainedStag
                         f'got {distill.kd_weight}')
     if distill.temperature <= 0:
         raise UserError(f'--temperature must be positive, got {distill.temperature}')
-    if student.pretrained.startswith(PRETRAINED_FILE):
-        raise UserError(f'the members started from a --pretrained file ({student.pretrained}); '
-                        'pass that file to kt distill with --pretrained FILE, or --pretrained '
-                        'default or none')
+    if student.pretrained.startswith((PRETRAINED_FILE, PRETRAINED_URL)):
+        raise UserError(f'the members started from a --pretrained file or URL '
+                        f'({student.pretrained}); pass it to kt distill with --pretrained, or '
+                        '--pretrained default or none')
     teachers = [Teacher(m.digest, read_stage_config(m.config), Path('..') / m.digest /
                         m.checkpoint.name) for m in members]
     cfg = compose_stage_config(student, teachers, work_dir, index=1)

@@ -20,7 +20,8 @@ MANIFEST_NAME = 'kt_manifest.json'
 RESULTS_NAME = 'results.json'
 # Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
 LOCK_NAME = '.kt_manifest.lock'
-FORMAT_VERSION = 2
+# 3: records hold no URL or path (pretrained by digest); no upgrade of older work dirs.
+FORMAT_VERSION = 3
 # WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
 STAGE_LINK = 'stage_{}'
 
@@ -58,6 +59,11 @@ class Manifest:
         problem = self._load()
         if problem is not None and (self.work_dir / STAGES_DIR).is_dir():
             with self._exclusive():
+                if self._skipped and not self.stages:
+                    # Nothing kt can use is left: say why, rather than act on an empty work
+                    # dir (which a command would train into afresh, beside the refused stages).
+                    raise UnsafeFileError(f'{problem}; no stage directory holds a record kt '
+                                          f'can use ({self._skipped[0]})')
                 if self.stages or self._skipped:
                     skipped = (f' ({len(self._skipped)} left out: {self._skipped[0]})'
                                if self._skipped else '')
@@ -94,6 +100,9 @@ class Manifest:
             if os.path.islink(path):
                 raise UnsafeFileError(f'{path} is a symbolic link; kt never writes through '
                                       'links in a work dir: remove it and rerun') from None
+            if os.path.isdir(path):
+                raise UnsafeFileError(f'{path} is a folder, not the lock file kt keeps there: '
+                                      'remove it and rerun') from None
             raise
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             os.close(descriptor)

@@ -16,6 +16,7 @@ The folders are run-time inputs (:class:`RunInputs`): ``tools/train.py --data-ro
 --pretrained FILE --work-dir DIR`` puts them back (:func:`runtime_config`).
 """
 import copy
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from ..errors import UserError
 FINGERPRINT_KEY = 'data_fingerprint'
 # How a portable config names a pretrained file: by the sha256 of its bytes.
 PRETRAINED_FILE = 'pretrained-file:'
+# How a stage record names a pretrained URL: by the sha256 of the URL (a record never holds
+# something kt would fetch).
+PRETRAINED_URL = 'pretrained-url:'
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -75,10 +79,12 @@ def _backbone_init(cfg: Config) -> Optional[dict]:
 
 
 def portable_pretrained(pretrained: str) -> str:
-    """``--pretrained`` as a work dir records it: a file by its content, anything else
-    (default, none, a URL) as it is."""
+    """``--pretrained`` as a work dir records it: a file by its content, a URL by its
+    digest, default and none as they are."""
     path = Path(pretrained).expanduser()
-    if pretrained in ('default', 'none') or '://' in pretrained or not path.is_file():
+    if '://' in pretrained:
+        return f'{PRETRAINED_URL}{hashlib.sha256(pretrained.encode()).hexdigest()[:DIGITS]}'
+    if pretrained in ('default', 'none') or not path.is_file():
         return pretrained
     return f'{PRETRAINED_FILE}{cached_file_digest(path)[:DIGITS]}'
 

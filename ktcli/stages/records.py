@@ -1,18 +1,22 @@
-"""The schema of what kt keeps about its stages: the manifest and each ``stage.json``.
+"""The on-disk contract of a work dir: the manifest and each ``stage.json``, checked here.
 
 Both files travel with a work dir, so every field kt reads from them is checked here before
-anything uses it: its type, its range, and for paths that they are exactly where kt puts a
-stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` in it), so no record
-can point kt at another folder. Fields kt does not know are kept as they are and never read.
-A problem is one :class:`RecordError` naming the file and the field.
+anything uses it: its type, its range, and what it would *do*: paths are exactly where kt
+puts a stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` in it), a
+backbone is one of kt's names or ``timm/<model name>`` (never a path), ``pretrained`` is
+``default``, ``none`` or the digest of a file or URL this user passed (never the file or URL
+itself), and no setting names a folder. Fields kt does not know are kept as they are and
+never read. A problem is one :class:`RecordError` naming the file and the field.
 """
 import dataclasses
+import functools
 import math
 import re
 import typing
 from typing import Any, Callable, Dict, Optional
 
-from ..reading import DIGEST, UnsafeFileError, shown
+from ..errors import UserError
+from ..reading import DIGEST, MAX_IMAGE_SIDE, UnsafeFileError, shown
 
 STAGES_DIR = 'stages'
 STATUSES = ('queued', 'running', 'done', 'failed', 'interrupted', 'cancelled')
@@ -20,10 +24,17 @@ CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth')
 # The kind of a distilled student's record.
 DISTILLED = 'distilled'
 _MAX_INT = 2 ** 53
+# Bounds of recorded settings beyond any run kt makes (epochs, batch size; lr and alpha).
+_MAX_COUNT = 10 ** 5
+_MAX_WEIGHT = 1e6
 
 
 class RecordError(UnsafeFileError):
     """A manifest or stage record with a field kt cannot use."""
+
+
+class OlderWorkDirError(UserError):
+    """A work dir written in an earlier format, which this kt does not read."""
 
 
 def _integer(minimum: int) -> Callable[[Any], bool]:
@@ -140,7 +151,12 @@ def check_manifest(data: Any, where: str) -> dict:
     from .manifest import FORMAT_VERSION
     if not isinstance(data, dict):
         raise RecordError(f'{where} is not a kt manifest (a JSON object)')
-    if data.get('format', FORMAT_VERSION) != FORMAT_VERSION:
+    if _integer(0)(data.get('format')) and data['format'] < FORMAT_VERSION:
+        # Format 2 and before named folders and checkpoints an upgrade had to follow.
+        raise OlderWorkDirError(f'{where} was written by an older kt (format {data["format"]}); '
+                                f'this kt reads format {FORMAT_VERSION} only: train again in a '
+                                'new work dir')
+    if data.get('format') != FORMAT_VERSION:
         raise RecordError(f'{where}: format must be {FORMAT_VERSION}, not '
                           f'{shown(data.get("format"))}')
     stages, chain = data.get('stages'), data.get('chain')
@@ -167,14 +183,18 @@ def check_manifest(data: Any, where: str) -> dict:
 
 def check_settings(settings: Any, where: str) -> dict:
     """Training settings as :meth:`TrainSettings.to_record` writes them: each known field
-    of the type the dataclass declares (unknown fields are refused by ``from_record``).
+    of the type the dataclass declares (unknown fields are refused by ``from_record``) and
+    of a meaning kt can act on (:func:`_setting_meanings`); no folder of any machine.
 
     Raises:
-        RecordError: A field of another type, or a required one missing.
+        RecordError: A field of another type or meaning, or a required one missing.
     """
     from .stage_config import TrainSettings
     if not isinstance(settings, dict):
         raise RecordError(f'{where} must be an object, not {shown(settings)}')
+    if 'data_root' in settings:
+        raise RecordError(f'{where}: data_root is never recorded (a folder of the machine '
+                          'that trained it); the record was not written by kt')
     hints = typing.get_type_hints(TrainSettings)
     for field in dataclasses.fields(TrainSettings):
         if field.name not in settings:
@@ -185,7 +205,94 @@ def check_settings(settings: Any, where: str) -> dict:
         if not _matches(settings[field.name], hints[field.name]):
             raise RecordError(f'{where}: {field.name} must be {_describe(hints[field.name])}, '
                               f'not {shown(settings[field.name])}')
+        meaning = _setting_meanings().get(field.name)
+        if meaning is not None and not meaning[0](settings[field.name]):
+            raise RecordError(f'{where}: {field.name} must be {meaning[1]}, not '
+                              f'{shown(settings[field.name])}')
     return settings
+
+
+# kt's own backbone names are plain words; a timm model's name is timm's (letters, digits,
+# '_', '-' and a '.' before a pretrained tag), never a path.
+_KT_BACKBONE = re.compile(r'[a-z0-9_]{1,64}')
+_TIMM_BACKBONE = re.compile(r'timm/[A-Za-z0-9][A-Za-z0-9_\-]{0,127}(\.[A-Za-z0-9_\-]{1,64})?')
+
+
+def is_backbone_name(name: Any) -> bool:
+    """Whether ``name`` is one backbone as kt names it: one of kt's model configs
+    (``resnet50``, ``vgg16``...) or ``timm/<model name>``; never a path. (Whether timm has
+    the model is asked where it is built: :func:`~ktcli.stages.backbones.timm_model_facts`.)"""
+    from .backbones import BACKBONE_ALIASES, available_backbones
+    if not isinstance(name, str):
+        return False
+    if _TIMM_BACKBONE.fullmatch(name):
+        return True
+    return bool(_KT_BACKBONE.fullmatch(name)) and (
+        name in BACKBONE_ALIASES or name in available_backbones())
+
+
+def _backbones(value: Any) -> bool:
+    # As TrainSettings.backbone_of reads it: comma-separated, blanks ignored.
+    names = [name.strip() for name in value.split(',') if name.strip()]
+    return bool(names) and all(is_backbone_name(name) for name in names)
+
+
+def is_recorded_pretrained(value: Any) -> bool:
+    """Whether ``value`` is a ``pretrained`` a record may hold: ``default``, ``none``, or
+    the digest of a file or URL (``pretrained-file:<16 hex>``, ``pretrained-url:<16 hex>``)."""
+    from .portable_config import PRETRAINED_FILE, PRETRAINED_URL
+    if value in ('default', 'none'):
+        return True
+    return isinstance(value, str) and any(
+        value.startswith(prefix) and DIGEST.fullmatch(value[len(prefix):])
+        for prefix in (PRETRAINED_FILE, PRETRAINED_URL))
+
+
+def _options(value: Any) -> bool:
+    # Kept for the user to read; kt never applies a record's options (see student_settings).
+    return isinstance(value, list) and len(value) <= 256 and all(
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) for item in value)
+
+
+def _fingerprint(value: Any) -> bool:
+    from ..data.specs import DATASETS
+    return value is None or (value['dataset'] in DATASETS and is_digest(value['train'])
+                             and is_digest(value['test']) and 0 <= value['images'] < _MAX_INT)
+
+
+@functools.lru_cache(maxsize=None)
+def _setting_meanings() -> Dict[str, tuple]:
+    """Each setting's meaning: what it must be for kt to act on it, and how a message says
+    it (built on first use: the tables live in modules that import this one)."""
+    from ..data.specs import DATASETS
+    from .stage_config import VIS_BACKENDS
+    return {
+        'dataset': (lambda value: value in DATASETS, f'one of {", ".join(DATASETS)}'),
+        'backbone': (_backbones, "kt's backbone names or timm/<model name>, comma-separated "
+                     '(never a path)'),
+        'pretrained': (is_recorded_pretrained, 'default, none or the digest of a file or URL '
+                       '(pretrained-file:<16 hex digits>)'),
+        'weighting': (lambda value: value in ('fixed', 'adaptive'), 'fixed or adaptive'),
+        'alpha': (lambda value: 0 <= value <= _MAX_WEIGHT, f'a loss weight (0 to {_MAX_WEIGHT:g})'),
+        'epochs': (lambda value: 1 <= value <= _MAX_COUNT,
+                   f'a number of epochs (1 to {_MAX_COUNT})'),
+        'batch_size': (lambda value: 1 <= value <= _MAX_COUNT,
+                       f'a batch size (1 to {_MAX_COUNT})'),
+        'lr': (lambda value: 0 <= value <= _MAX_WEIGHT, f'a learning rate (0 to {_MAX_WEIGHT:g})'),
+        'img_size': (_optional(lambda value: 1 <= value <= MAX_IMAGE_SIDE),
+                     f'null or an image side of 1 to {MAX_IMAGE_SIDE}'),
+        'seed': (lambda value: 0 <= value < 2 ** 31, 'a seed (0 to 2^31 - 1)'),
+        'frozen_stages': (_optional(lambda value: -1 <= value <= 16),
+                          'null or -1 to 16 stages'),
+        'output_stride': (_optional(lambda value: value in (8, 16, 32)), 'null, 8, 16 or 32'),
+        'processes': (lambda value: 1 <= value <= 4096, 'a number of processes (1 to 4096)'),
+        'num_classes': (_optional(lambda value: 1 <= value <= 10 ** 6),
+                        'null or a number of classes (1 to 1000000)'),
+        'cfg_options': (_options, 'a list of [key, value] pairs'),
+        'vis_backends': (lambda value: all(name in VIS_BACKENDS for name in value),
+                         f'names among {", ".join(VIS_BACKENDS)}'),
+        'data_fingerprint': (_fingerprint, 'null or a fingerprint of a known dataset'),
+    }
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -228,3 +335,104 @@ def _describe(hint: Any) -> str:
         return f'an object with {", ".join(f.name for f in dataclasses.fields(hint))}'
     return {type(None): 'null', bool: 'true or false', int: 'an integer', float: 'a number',
             str: 'a string'}.get(hint, str(hint))
+
+
+# The most of each thing an ablation's JSON may hold (kt ablate writes a few of each).
+_ABLATION_LIMIT = 64
+_PANELS_LIMIT = 8
+
+
+def check_ablation(kind: str, data: Any, where: str) -> dict:
+    """An ablation's JSON (``ablate_alpha.json`` for ``kind`` ``'alpha'``, ``ablate_n.json``
+    for ``'n'``) as ``kt ablate`` writes it: every field ``kt report`` reads, of its type,
+    within the sizes kt writes.
+
+    Raises:
+        RecordError: What is wrong, naming the field.
+    """
+    def require(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise RecordError(f'{where}: {field} must be {expected}; rerun the kt ablate that '
+                              'wrote it')
+
+    require(isinstance(data, dict), 'the file', 'a JSON object')
+    require(_optional(_string)(data.get('resolution')), 'resolution', 'a string or null')
+    require(_list_of(data.get('seeds', []), _integer(0)), 'seeds', 'a list of seeds')
+    if kind == 'alpha':
+        require(_integer(1)(data.get('n', 1)), 'n', 'a number of models')
+        require(_list_of(data.get('alphas', []), _number), 'alphas', 'a list of numbers')
+        figures = data.get('figures', {})
+        require(isinstance(figures, dict) and len(figures) <= _ABLATION_LIMIT, 'figures',
+                'an object of alphas')
+        for key, cells in figures.items():
+            require(_is_float(key) and isinstance(cells, dict)
+                    and all(_is_cell(cell) for cell in cells.values()), f'figures.{shown(key)}',
+                    'an object of estimates and comparisons')
+    else:
+        require(_number(data.get('alpha', 0)), 'alpha', 'a number')
+        for name in ('rows', 'differences'):
+            rows = data.get(name, {})
+            require(isinstance(rows, dict) and len(rows) <= _ABLATION_LIMIT, name,
+                    'an object of rows')
+            for label, cells in rows.items():
+                require(_string(label) and _list_of(cells, _is_cell), f'{name}.{shown(label)}',
+                        'a list of estimates or comparisons')
+    if 'figure' in data:
+        require(_is_figure(data['figure']), 'figure', 'figure data (x, labels, at most '
+                f'{_PANELS_LIMIT} panels of curves, one point per x)')
+    return data
+
+
+def _list_of(value: Any, test: Callable[[Any], bool]) -> bool:
+    return isinstance(value, list) and len(value) <= _ABLATION_LIMIT and all(map(test, value))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _is_cell(value: Any) -> bool:
+    """An ablation table's cell: nothing, a number, per-seed numbers, an accuracy estimate
+    (``top1`` and its interval) or a paired comparison (``difference``, interval, p, verdict)."""
+    if value is None or _number(value):
+        return True
+    if isinstance(value, list):
+        return _list_of(value, _number)
+    if not isinstance(value, dict):
+        return False
+    if 'difference' in value:
+        per_seed = value.get('per_seed') or []
+        return (all(_number(value.get(key)) for key in ('difference', 'ci_low', 'ci_high'))
+                and _number(value.get('p_value')) and _string(value.get('verdict'))
+                and isinstance(per_seed, list)
+                and (len(per_seed) <= 1 or _string(value.get('sign_count'))))
+    return all(_number(value.get(key)) for key in ('top1', 'ci_low', 'ci_high'))
+
+
+def _is_figure(figure: Any) -> bool:
+    """Figure data as :func:`~ktcli.reports.ablation_plots.draw_figure` draws it."""
+    if not (isinstance(figure, dict) and _list_of(figure.get('x'), _number)
+            and _string(figure.get('xlabel')) and _string(figure.get('title'))
+            and isinstance(figure.get('symlog', False), bool)):
+        return False
+    panels = figure.get('panels')
+    return isinstance(panels, list) and 1 <= len(panels) <= _PANELS_LIMIT and all(
+        isinstance(panel, dict) and _string(panel.get('ylabel'))
+        and isinstance(panel.get('zero_line', False), bool)
+        and isinstance(panel.get('curves'), dict) and len(panel['curves']) <= 16
+        and all(_string(label) and _is_curve(curve, len(figure['x']))
+                for label, curve in panel['curves'].items())
+        for panel in panels)
+
+
+def _is_curve(curve: Any, length: int) -> bool:
+    """``y``, ``low`` and ``high`` per x: numbers, or None where the point is missing."""
+    if not (isinstance(curve, dict) and all(isinstance(curve.get(key), list)
+                                            and len(curve[key]) == length
+                                            for key in ('y', 'low', 'high'))):
+        return False
+    return all(y is None or (_number(y) and _number(low) and _number(high))
+               for y, low, high in zip(curve['y'], curve['low'], curve['high']))

@@ -13,7 +13,6 @@ from ..errors import UserError, first_line
 from ..reports.ensemble_figures import ensemble_rows, topk_hits
 from ..reports.paired_statistics import percent
 from ..reports.test_outputs import cached_test_outputs
-from .legacy_stages import LegacyStages
 from .manifest import STAGE_LINK, STAGES_DIR, Manifest
 from .planned_stage import PlannedStage
 from .portable_config import portable_config, runtime_config
@@ -93,14 +92,11 @@ def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
     first.manifest.reload()
     plans = [trainer.plan(n, independent) for trainer, n, independent in sequences]
     stages = [stage for plan in plans for stage in plan]
-    legacy = LegacyStages(first.manifest, stages, first.settings.processes)
     distinct = {stage.digest for stage in stages}
-    to_train = {digest for digest in distinct
-                if not first.manifest.is_done(digest) and digest not in legacy.done}
+    to_train = {digest for digest in distinct if not first.manifest.is_done(digest)}
     console.print(f'[bold]{len(distinct)} distinct stage{"s" if len(distinct) > 1 else ""}[/]: '
                   f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
                   f'{escape(str(first.work_dir))}', soft_wrap=True)
-    legacy.upgrade(console, dry_run)
     if dry_run:
         for stage in unique_stages(stages):
             console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
@@ -246,8 +242,6 @@ class SequenceTrainer:
         """
         self.manifest.reload()
         stage = self._placed(cfg, STUDENT_INDEX, members, 'student')
-        legacy = LegacyStages(self.manifest, [stage], self.settings.processes)
-        legacy.upgrade(self.console)
         reused = self.manifest.is_done(stage.digest)
         write_stage_config(stage.cfg, stage.dir)
         self.manifest.update(stage.digest, kind=DISTILLED, members=list(members),

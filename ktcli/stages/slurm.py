@@ -21,7 +21,15 @@ from .manifest import Manifest
 from .planned_stage import PlannedStage
 from .scheduler import unique_stages
 from .slurm_jobs import DEPENDENCY_FAILED, LIVE, job_states
+from .submitted_jobs import remember_job, submitted_jobs
 from .stage_files import write_stage_config
+
+
+def _sbatch_path(path: Path) -> str:
+    """A path as sbatch's --output takes it: a '%' of the folder's name doubled (sbatch
+    reads %j, %x and the like as its own fields)."""
+    return str(path).replace('%', '%%')
+
 
 class SlurmScheduler:
     """Submit the stages that are not done as Slurm jobs linked by their teachers.
@@ -57,13 +65,19 @@ class SlurmScheduler:
         if shutil.which('sbatch') is None:
             raise UserError('--launcher slurm needs sbatch on PATH: run kt on a Slurm login '
                             'node, or train here with --launcher none')
-        records = {stage.digest: manifest.stage(stage.digest) or {} for stage in stages}
-        report = job_states(record.get('job_id') for record in records.values())
+        # Only a job kt submitted for the stage is the stage's: a record's job id travels with
+        # the work dir and could name any job of this user's (see submitted_jobs).
+        ours = submitted_jobs()
+        jobs_of = {stage.digest: (manifest.stage(stage.digest) or {}).get('job_id')
+                   for stage in stages}
+        jobs_of = {digest: job if (str(job), digest) in ours else None
+                   for digest, job in jobs_of.items()}
+        report = job_states(jobs_of.values())
         jobs: Dict[str, str] = {}
         submitted = []
         # Stages come teachers first, so a teacher's job id is known before its students'.
         for stage in stages:
-            job = records[stage.digest].get('job_id')
+            job = jobs_of[stage.digest]
             if report.state(job) in LIVE:
                 # A job still pending on a teacher that failed never runs (Slurm keeps it
                 # without --kill-on-invalid-dep), nor does one on a teacher resubmitted now.
@@ -80,6 +94,7 @@ class SlurmScheduler:
             manifest.update(stage.digest, **stage.placement(self.work_dir), status='queued',
                             job_id=None, after=after, pid=None, reason=None)
             jobs[stage.digest] = self._submit(stage, after)
+            remember_job(jobs[stage.digest], stage.digest)
             manifest.update(stage.digest, job_id=jobs[stage.digest])
             submitted.append(stage)
         self.console.print(f'submitted {len(submitted)} Slurm job'
@@ -96,7 +111,7 @@ class SlurmScheduler:
         job = [sys.executable, '-m', 'ktcli.stages.stage_job', *stage.inputs.arguments(),
                str(self.work_dir), stage.digest, '--processes', str(self.processes)]
         command = ['sbatch', '--parsable', f'--job-name=kt-{stage.digest[:8]}',
-                   f'--output={stage.dir / "slurm-%j.out"}', f'--ntasks={self.processes}']
+                   f'--output={_sbatch_path(stage.dir)}/slurm-%j.out', f'--ntasks={self.processes}']
         if after:
             command += [f'--dependency=afterok:{":".join(after)}', '--kill-on-invalid-dep=yes']
         command += [*shlex.split(self.slurm_args), f'--wrap={shlex.join(job)}']

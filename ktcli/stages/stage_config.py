@@ -216,24 +216,6 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
     if fingerprint is not None:
         dataset.pop('data_root', None)
         dataset['fingerprint'] = fingerprint.train
-    return _digest(cfg, dataset, teacher_digests, processes)
-
-
-def legacy_stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1) -> str:
-    """The digest kt gave a stage before digests covered the data's fingerprint: the same
-    payload with the training dataset as the config names it (its absolute ``data_root``).
-
-    Args:
-        cfg (Config): The stage's config with this machine's folders (as
-            :func:`compose_stage_config` makes it).
-        teacher_digests (Sequence[str]): The teachers' legacy digests.
-        processes (int): Data-parallel processes. Defaults to 1.
-    """
-    return _digest(cfg, cfg.train_dataloader.dataset, teacher_digests, processes)
-
-
-def _digest(cfg: Config, train_dataset: object, teacher_digests: Sequence[str],
-            processes: int) -> str:
     model = cfg.model.to_dict()
     if not teacher_digests:
         model.pop('or_loss', None)
@@ -241,7 +223,7 @@ def _digest(cfg: Config, train_dataset: object, teacher_digests: Sequence[str],
     payload = dict(
         model=model,
         data_preprocessor=cfg.get('data_preprocessor'),
-        train_dataset=train_dataset,
+        train_dataset=dataset,
         sampler=train_loader.sampler,
         total_batch_size=train_loader.batch_size * processes,
         optim_wrapper=cfg.optim_wrapper,

@@ -17,7 +17,8 @@ read as data only.
 """
 import functools
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from typing import Any, FrozenSet, Iterator, Optional, Set, Tuple
 
 from mmengine.config import Config
@@ -167,6 +168,34 @@ def _shape_problem(data: dict) -> Optional[str]:
             if key in step and not _is_size(step[key]):
                 return (f'has {step["type"]} {key} {shown(step[key])}: sizes are 1 to '
                         f'{MAX_IMAGE_SIDE} pixels')
+    return _reach_problem(data)
+
+
+# Model arguments that make timm or mmpretrain fetch or read weights while the model is
+# built (kt loads a stage's weights from its own checkpoint, after building it).
+_FETCHING_KEYS = ('pretrained', 'checkpoint_path', 'pretrained_cfg', 'pretrained_cfg_overlay',
+                  'cache_dir')
+
+
+def _reach_problem(data: dict) -> Optional[str]:
+    """A value that would make building the model or the test data reach beyond the data
+    folder kt sets: weights fetched or read while the model is built, a storage backend
+    (mmengine's ``backend_args``: HTTP, Petrel, ...), a dataset file that is absolute, a
+    URL or climbs out with ``..``."""
+    for where, key, value in _entries(data):
+        if key == 'backend_args' and value:
+            return f'sets backend_args at {where or "the top"}: kt reads data from local files'
+        if where.startswith('model') and key in _FETCHING_KEYS and value:
+            return (f'sets {key} {shown(value)} at {where}: a stage\'s weights come from its '
+                    'own checkpoint only')
+    dataset = _at(data, 'test_dataloader.dataset')
+    for where, key, value in _entries({key: dataset.get(key) for key in ('data_prefix',
+                                                                          'ann_file')}):
+        if isinstance(value, str) and (os.path.isabs(value) or '://' in value
+                                       or '..' in PurePosixPath(value).parts):
+            place = f'{where}.{key}' if where else key
+            return (f'names {shown(value)} at test_dataloader.dataset.{place}: dataset files '
+                    'lie below the data folder')
     return None
 
 

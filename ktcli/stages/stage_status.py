@@ -9,6 +9,7 @@ from .launcher import failure_reason, parse_progress
 from .manifest import Manifest
 from .scheduler import process_alive
 from .slurm_jobs import DEPENDENCY_FAILED, LIVE, JobReport, SlurmJob, job_states
+from .submitted_jobs import submitted_jobs
 
 # Bytes read from the end of a stage's log to find its last progress line.
 LOG_TAIL_BYTES = 65536
@@ -87,7 +88,11 @@ def stage_statuses(work_dir: Path) -> StatusReport:
     records = list(manifest.stages.values())
     # A job's own record says queued, running or (stopped by a signal) interrupted; Slurm
     # can say more. A failed stage recorded its reason itself.
-    asked = [record for record in records if record.get('job_id')
+    # Only a job kt submitted for the stage is asked about (see submitted_jobs): an id in
+    # a record could name any job of this user's.
+    ours = submitted_jobs()
+    asked = [record for record in records
+             if (str(record.get('job_id')), record['digest']) in ours
              and record.get('status') in ASK_SLURM and not manifest.is_done(record['digest'])]
     report = job_states(record['job_id'] for record in asked) if asked else JobReport()
     host = socket.gethostname()
@@ -98,7 +103,7 @@ def stage_statuses(work_dir: Path) -> StatusReport:
         digest = record['digest']
         stage_dir = no_links_below(manifest.work_dir, f'stages/{digest}')
         status, reason = record.get('status', 'queued'), record.get('reason')
-        job = record.get('job_id')
+        job = record.get('job_id') if (str(record.get('job_id')), digest) in ours else None
         if manifest.is_done(digest):
             status, reason = 'done', None
         elif job and str(job) in report.jobs and status in ASK_SLURM:

@@ -10,6 +10,7 @@ from .launcher import TrainProgress, run_stage
 from .manifest import Manifest
 from .planned_stage import PlannedStage
 from .stage_claim import claim_stage
+from .submitted_jobs import remember_job
 
 
 def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[str],
@@ -41,6 +42,10 @@ def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[
     """
     # Time spent in earlier, interrupted sessions of this stage.
     earlier_seconds = (manifest.stage(stage.digest) or {}).get('train_seconds', 0.0)
+    if os.environ.get('SLURM_JOB_ID'):
+        # The job this stage trains in is this user's own (kt runs inside it), whoever
+        # submitted it: kt status may ask Slurm about it.
+        remember_job(os.environ['SLURM_JOB_ID'], stage.digest)
     claim_stage(manifest, stage, **stage.placement(manifest.work_dir),
                 train_seconds=earlier_seconds, host=socket.gethostname(), pid=None,
                 job_id=os.environ.get('SLURM_JOB_ID'), reason=None)
