@@ -153,7 +153,8 @@ def _real_figures(ctx: Received) -> None:
 
 def _older_format_with_fifo(ctx: Received) -> list:
     """A format-2 manifest (which the old upgrade read) with mmengine's last_checkpoint a
-    FIFO: the upgrade would have hung on it while holding the lock."""
+    FIFO: the upgrade would have hung on it while holding the lock; kt reads format 2
+    through the checks of format 3 and never opens the FIFO."""
     edit_json(ctx.work / 'kt_manifest.json', lambda data: data.__setitem__('format', 2))
     record = ctx.stage(1) / 'last_checkpoint'
     record.unlink(missing_ok=True)
@@ -288,7 +289,7 @@ MEANING_CASES = [
          _distill(lambda ctx: dict(pretrained=str(ctx.outside / 'victim.txt'))),
          'pretrained must be'),
     Case('D6: a format-2 work dir with last_checkpoint a FIFO (kt train)',
-         _older_format_with_fifo, 'older kt (format 2)'),
+         _older_format_with_fifo, '', code=0),
     Case('D9: kt_manifest.json nested 100000 deep (kt status rebuilds it)',
          _deep(lambda ctx: ctx.work / 'kt_manifest.json', lambda ctx: ['status', ctx.work]),
          'nested more than 64 deep', code=0),

@@ -132,11 +132,23 @@ def test_a_copied_work_dir_names_no_folder_of_the_training_machine(
 
 
 def test_a_work_dir_of_an_older_format_is_refused_in_one_line(tmp_path, trained_work_dir):
-    """Format 2 and before could name folders and URLs; kt no longer upgrades them."""
+    """Format 1 named folders an upgrade had to follow; kt no longer upgrades it."""
     work_dir = tmp_path / 'old'
     shutil.copytree(trained_work_dir, work_dir, symlinks=True)
     manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
-    (work_dir / 'kt_manifest.json').write_text(json.dumps(dict(manifest, format=2)))
+    (work_dir / 'kt_manifest.json').write_text(json.dumps(dict(manifest, format=1)))
     line = kt_error('status', work_dir)
-    assert 'was written by an older kt (format 2); this kt reads format 3 only: train again ' \
-        'in a new work dir' in line
+    assert 'was written by an older kt (format 1); this kt reads formats 2 to 3: train ' \
+        'again in a new work dir' in line
+
+
+def test_a_work_dir_of_the_previous_format_is_read_through_the_same_checks(
+        tmp_path, trained_work_dir):
+    """What the previous kt trained (format 2: the same fields and digests) stays usable."""
+    work_dir = tmp_path / 'previous'
+    shutil.copytree(trained_work_dir, work_dir, symlinks=True)
+    manifest = json.loads((work_dir / 'kt_manifest.json').read_text())
+    (work_dir / 'kt_manifest.json').write_text(json.dumps(dict(manifest, format=2)))
+    result = CliRunner().invoke(app, ['status', str(work_dir)])
+    assert result.exit_code == 0 and '2 done' in result.output, result.output
+    assert json.loads((work_dir / 'kt_manifest.json').read_text())['format'] in (2, 3)

@@ -22,6 +22,10 @@ RESULTS_NAME = 'results.json'
 LOCK_NAME = '.kt_manifest.lock'
 # 3: records hold no URL or path (pretrained by digest); no upgrade of older work dirs.
 FORMAT_VERSION = 3
+# Format 2 records have the same fields and digests: they are read through the same checks
+# of meaning (a URL or path where format 3 holds a digest is refused like any other value),
+# so that what a user trained with the previous kt stays usable; the next write is format 3.
+READABLE_FORMATS = (2, FORMAT_VERSION)
 # WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
 STAGE_LINK = 'stage_{}'
 

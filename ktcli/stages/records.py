@@ -148,16 +148,16 @@ def check_manifest(data: Any, where: str) -> dict:
     Raises:
         RecordError: What is wrong, naming the field.
     """
-    from .manifest import FORMAT_VERSION
+    from .manifest import FORMAT_VERSION, READABLE_FORMATS
     if not isinstance(data, dict):
         raise RecordError(f'{where} is not a kt manifest (a JSON object)')
-    if _integer(0)(data.get('format')) and data['format'] < FORMAT_VERSION:
-        # Format 2 and before named folders and checkpoints an upgrade had to follow.
+    if _integer(0)(data.get('format')) and data['format'] < READABLE_FORMATS[0]:
+        # Format 1 named folders and checkpoints that an upgrade had to follow.
         raise OlderWorkDirError(f'{where} was written by an older kt (format {data["format"]}); '
-                                f'this kt reads format {FORMAT_VERSION} only: train again in a '
-                                'new work dir')
-    if data.get('format') != FORMAT_VERSION:
-        raise RecordError(f'{where}: format must be {FORMAT_VERSION}, not '
+                                f'this kt reads formats {READABLE_FORMATS[0]} to '
+                                f'{FORMAT_VERSION}: train again in a new work dir')
+    if data.get('format') not in READABLE_FORMATS:
+        raise RecordError(f'{where}: format must be one of {READABLE_FORMATS}, not '
                           f'{shown(data.get("format"))}')
     stages, chain = data.get('stages'), data.get('chain')
     if not isinstance(stages, dict):
