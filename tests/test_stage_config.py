@@ -9,6 +9,7 @@ from ktcli.data.fingerprint import DataFingerprint
 from ktcli.errors import UserError
 from ktcli.reports.test_outputs import split_digest
 from ktcli.stages.portable_config import RunInputs, portable_config, runtime_config
+from ktcli.stages.validation_config import validation_view
 from ktcli.stages.stage_config import (
     Teacher,
     TrainSettings,
@@ -267,3 +268,39 @@ def test_the_demo_leaf_config_is_the_readme_demo_stage():
     assert leaf.optim_wrapper.to_dict() == stage.optim_wrapper.to_dict()
     assert leaf.param_scheduler == stage.param_scheduler
     assert leaf.train_cfg.max_epochs == stage.train_cfg.max_epochs == 3
+
+
+def test_without_a_validation_split_digests_are_the_previous_versions():
+    # The figures of main at 50b5172, before validation splits existed: --val-split none
+    # reuses every stage trained then.
+    assert digest(settings()) == 'f6ffbe2c952ecc08'
+    assert digest(settings(val_split='none')) == 'f6ffbe2c952ecc08'
+    cfg = compose_stage_config(settings(), [], WORK)
+    assert 'indices' not in cfg.train_dataloader.dataset and 'kt_validation' not in cfg
+
+
+def test_a_validation_split_is_held_out_of_training_and_in_the_digest(demo_root):
+    from ktcli.data.fingerprint import dataset_fingerprint
+    data = dataset_fingerprint('demo', demo_root)
+
+    def split(val_split):
+        return settings(dataset='demo', data_root=str(demo_root), data_fingerprint=data,
+                        val_split=val_split)
+
+    cfg = compose_stage_config(split('1'), [], WORK)
+    train, val = cfg.train_dataloader.dataset.indices, cfg.val_dataloader.dataset.indices
+    # 20 species of 3 training images: one of each validates, two train.
+    assert len(val) == 20 and len(train) == 40 and not set(train) & set(val)
+    assert cfg.val_dataloader.dataset.split == 'train'
+    assert cfg.val_dataloader.dataset.pipeline == cfg.test_dataloader.dataset.pipeline
+    assert cfg.test_dataloader.dataset.split == 'test' and 'indices' not in (
+        cfg.test_dataloader.dataset)
+    assert cfg.train_cfg.val_interval == 1 and cfg.kt_validation == 'validation'
+    digests = {text: digest(split(text)) for text in ('none', '1', '0.5')}
+    assert len(set(digests.values())) == 3
+    assert digest(split('1')) == digests['1']
+    # The split's images are scored under the training split's fingerprint.
+    view = validation_view(portable_config(cfg)[0])
+    assert split_digest(view) != split_digest(portable_config(cfg)[0])
+    with pytest.raises(UserError, match='class 0 has 3 training images, too few'):
+        compose_stage_config(split('3'), [], WORK)

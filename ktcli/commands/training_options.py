@@ -73,6 +73,12 @@ def _options_template(
     data_root: Optional[Path] = typer.Option(
         None, help="Dataset folder (default: the dataset's usual folder under data/).",
         rich_help_panel=DATA_PANEL),
+    val_split: str = typer.Option(
+        'none', help='Images of the training split held out for validation, scored every '
+        'epoch and used by --select-on val: none (train on all, as the paper), a fraction '
+        '(0.2) or a number per class (5), stratified and fixed by the data; official: '
+        "FGVC-Aircraft's own val list. Never taken from the test split.",
+        rich_help_panel=DATA_PANEL),
     backbone: str = typer.Option(
         'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
         'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
@@ -143,6 +149,7 @@ class TrainingOptions:
 
     dataset: DatasetName
     data_root: Optional[Path]
+    val_split: str
     backbone: str
     weighting: Weighting
     epochs: int
@@ -205,7 +212,13 @@ class TrainingOptions:
             amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
-            vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint)
+            vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint,
+            val_split=self.validation().text())
+
+    def validation(self):
+        """``--val-split`` as a :class:`~ktcli.data.validation_split.SplitChoice`."""
+        from ..data.validation_split import parse_val_split
+        return parse_val_split(self.val_split)
 
     def scheduler(self, work_dir: Path, console: Console):
         """What trains the stages: Slurm jobs, or this machine ``--parallel`` at a time."""

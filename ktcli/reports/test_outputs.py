@@ -29,13 +29,16 @@ KEY_NAME = 'test_outputs.key'
 
 def split_digest(cfg: 'Config') -> str:
     """A digest of a config's test dataset: type, split, pipeline and the test split's
-    fingerprint (the folder, for a config of an older kt that records none)."""
+    fingerprint (the folder, for a config of an older kt that records none); a dataset
+    with ``indices`` is a validation split, part of the training split, and is named by
+    that split's fingerprint and its indices."""
     from ..stages.portable_config import recorded_fingerprint
     dataset = cfg.test_dataloader.dataset.to_dict()
     fingerprint = recorded_fingerprint(cfg)
     if fingerprint is not None:
         dataset.pop('data_root', None)
-        dataset['fingerprint'] = fingerprint.test
+        dataset['fingerprint'] = (fingerprint.train if 'indices' in dataset
+                                  else fingerprint.test)
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

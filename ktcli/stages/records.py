@@ -185,7 +185,18 @@ def check_settings(settings: Any, where: str) -> dict:
         if not _matches(settings[field.name], hints[field.name]):
             raise RecordError(f'{where}: {field.name} must be {_describe(hints[field.name])}, '
                               f'not {shown(settings[field.name])}')
+    _check_setting_meanings(settings, where)
     return settings
+
+
+def _check_setting_meanings(settings: dict, where: str) -> None:
+    """Settings whose type is not enough: ``val_split`` is one ``--val-split`` value
+    (none, official, a fraction in (0, 1), a number of images per class >= 1), in the
+    form kt writes."""
+    from ..data.validation_split import is_val_split
+    if 'val_split' in settings and not is_val_split(settings['val_split']):
+        raise RecordError(f'{where}: val_split must be none, official, a fraction in (0, 1) '
+                          f'or a number of images per class, not {shown(settings["val_split"])}')
 
 
 def _matches(value: Any, hint: Any) -> bool:
