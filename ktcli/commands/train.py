@@ -46,13 +46,22 @@ def train(
 
 
 def print_results(console: Console, results: list, title: str) -> None:
-    """The per-stage table: single and ensemble top-1, training time."""
+    """The per-stage table: single and ensemble top-1 (on the validation split too, for
+    stages trained with one), training time."""
+    validated = results[0].validation is not None
     table = Table(title=title)
-    for column in ('stage', 'top-1 (single)', 'top-1 (ensemble 1..k)', 'training time'):
+    columns = ['stage', 'top-1 (single)', 'top-1 (ensemble 1..k)']
+    if validated:
+        columns = ['stage', 'val top-1 (single)', 'val top-1 (ensemble 1..k)',
+                   'test top-1 (single)', 'test top-1 (ensemble 1..k)']
+    for column in columns + ['training time']:
         table.add_column(column, justify='right')
     for result in results:
         minutes, seconds = divmod(round(result.train_seconds), 60)
-        table.add_row(f'{result.index}', f'{result.top1:.2f}', f'{result.ensemble_top1:.2f}',
+        figures = [result.top1, result.ensemble_top1]
+        if validated:
+            figures = [result.validation.top1, result.validation.ensemble_top1] + figures
+        table.add_row(f'{result.index}', *[f'{figure:.2f}' for figure in figures],
                       f'{minutes}:{seconds:02d}' + (' (reused)' if result.reused else ''))
     console.print(table)
 

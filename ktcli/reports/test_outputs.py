@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..stages.stage_data import StageData
 
 OUTPUTS_NAME = 'test_outputs.pt'
+VAL_OUTPUTS_NAME = 'val_outputs.pt'
 # The secret that signs cache keys, in kt's cache folder.
 KEY_NAME = 'test_outputs.key'
 
@@ -155,8 +156,10 @@ def _test_batches(cfg: 'Config', model: torch.nn.Module) -> Iterator[Tuple[torch
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
                         checkpoint: Union[str, Path], device: str = 'cpu',
                         batch_size: Optional[int] = None,
-                        data: Optional['StageData'] = None) -> Dict[str, torch.Tensor]:
-    """:func:`compute_test_outputs`, cached in the stage directory.
+                        data: Optional['StageData'] = None,
+                        split: str = 'test') -> Dict[str, torch.Tensor]:
+    """:func:`compute_test_outputs`, cached in the stage directory (``split='validation'``:
+    the same on the stage's validation split, cached in ``val_outputs.pt``).
 
     The cache is keyed by the stage digest, the test split
     (:func:`split_digest`: its fingerprint, not its folder) and the sha256 of
@@ -178,11 +181,15 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
             Defaults to None.
         data (StageData, optional): Where the test split is found when the
             outputs are computed. Defaults to None (``--data-root`` not given).
+        split (str): ``'test'`` or ``'validation'``. Defaults to ``'test'``.
     """
     from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_SPLIT, validation_view
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
+    if split == VALIDATION_SPLIT:
+        cfg, path = validation_view(cfg), Path(stage_dir) / VAL_OUTPUTS_NAME
     key = cache_key(f'{digest}:{split_digest(cfg)}:{file_sha256(Path(checkpoint))}')
     with contextlib.suppress(Exception), os.fdopen(open_regular(path), 'rb') as file:
         cached = torch.load(file, weights_only=True)
