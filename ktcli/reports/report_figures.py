@@ -53,7 +53,7 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     from ..devices import checked_device
     from ..stages.stage_data import StageData
     from ..stages.work_dir import trained_stages
-    from .test_outputs import cached_test_outputs
+    from .test_outputs import cached_test_outputs, validation_rows
 
     started = time.monotonic()
     work_dir = Path(work_dir)
@@ -73,7 +73,8 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     labels = outputs[0]['labels']
     report = Report(dict(kt_version=__version__, work_dir=str(work_dir)))
     report.figures['run'] = run_figures(work_dir, stages, configs, classes, len(labels))
-    report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs)
+    report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs,
+                                                  validation_rows(stages, device, data))
     report.figures['sequence']['students'] = [
         {key: value.to_dict() if hasattr(value, 'to_dict') else value
          for key, value in record.items()}
@@ -124,8 +125,10 @@ def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
         stage_dirs=[str(stage.dir.relative_to(work_dir)) for stage in stages])
 
 
-def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list) -> dict:
-    """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals."""
+def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list,
+                     validation: Optional[list] = None) -> dict:
+    """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals (and
+    on the validation split, ``validation``'s rows, for stages trained with one)."""
     from ..stages.manifest import Manifest
     from .paired_statistics import compare_paired, estimate_accuracy, resolution
 
@@ -148,7 +151,10 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list)
             ensemble_vs_stage_1=gain and gain.to_dict(),
             oracle_top1=error_structure(outputs[:position + 1], indices[:position + 1]
                                         ).oracle_top1,
-            train_seconds=record.get('train_seconds')))
+            train_seconds=record.get('train_seconds'),
+            **(dict(val_top1=validation[position].top1,
+                    val_ensemble_top1=validation[position].ensemble_top1)
+               if validation else {})))
     errors = error_structure(outputs, indices)
     best = max(rows, key=lambda row: row.top1)
     against_best = None
@@ -158,6 +164,7 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list)
         comparisons.append(against_best)
     images = len(outputs[0]['labels'])
     return dict(images=images, fusion='softmax', stages=records,
+                validation_images=len(validation[0].correct) if validation else None,
                 ensemble_vs_best_member=against_best and against_best.to_dict(),
                 error_structure=errors.record(),
                 resolution=resolution(comparisons, images) if comparisons else '')

@@ -76,13 +76,20 @@ def sequence_section(figures: dict) -> Markup:
              '—' if s['or_overlap'] is None else f'{s["or_overlap"]:.4f}',
              s['disagreement'], s['oracle_top1'], _minutes(s['train_seconds'])]
             for s in sequence['stages']]
-    parts = [table(['stage', 'backbone', 'top-1 [95% CI]', 'ensemble 1..k top-1 [95% CI]',
-                    'Δ ensemble 1..k − stage 1', 'OR overlap with earlier',
-                    'disagreement with earlier (%)', 'oracle top-1 1..k', 'training time'],
-                   rows, caption=f'{sequence["images"]} test images, averaged-softmax '
+    columns = ['stage', 'backbone', 'top-1 [95% CI]', 'ensemble 1..k top-1 [95% CI]',
+               'Δ ensemble 1..k − stage 1', 'OR overlap with earlier',
+               'disagreement with earlier (%)', 'oracle top-1 1..k', 'training time']
+    held_out = ''
+    if sequence.get('validation_images'):
+        columns[2:2] = ['val top-1', 'val ensemble 1..k top-1']
+        for row, stage in zip(rows, sequence['stages']):
+            row[2:2] = [stage['val_top1'], stage['val_ensemble_top1']]
+        held_out = (f' Validation: {sequence["validation_images"]} images held out of the '
+                    'training split (--val-split), never the test split.')
+    parts = [table(columns, rows, caption=f'{sequence["images"]} test images, averaged-softmax '
                    'ensemble. Intervals: 95% bootstrap over test images; Δ: paired '
                    'bootstrap interval and McNemar\'s exact p. Oracle: share of images at '
-                   'least one member gets right.', id='stages')]
+                   f'least one member gets right.{held_out}', id='stages')]
     best = sequence['ensemble_vs_best_member']
     if best:
         parts.append(tag('p', join(['The ensemble of all stages against its best member '

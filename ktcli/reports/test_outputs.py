@@ -8,7 +8,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -203,3 +203,28 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
         write_atomically(path, buffer.getvalue())
     return outputs
 
+
+
+def validation_rows(stages: Sequence, device: str = 'cpu', data: Optional['StageData'] = None,
+                    batch_size: Optional[int] = None) -> Optional[list]:
+    """Each trained stage alone and in the ensemble with those before it on the stages'
+    validation split (:func:`~ktcli.reports.ensemble_figures.ensemble_rows`); None when they
+    were trained without one.
+
+    Args:
+        stages (Sequence[TrainedStage]): A work dir's stages, in order.
+        device (str): Where to run what is not cached. Defaults to ``'cpu'``.
+        data (StageData, optional): Where their data is. Defaults to None.
+        batch_size (int, optional): Overrides the configs' batch size.
+    """
+    from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_SPLIT, has_validation_split
+    from .ensemble_figures import ensemble_rows
+    if not stages or not all(has_validation_split(read_stage_config(Path(stage.config)))
+                             for stage in stages):
+        return None
+    outputs = [cached_test_outputs(stage.dir, stage.digest, stage.config, stage.checkpoint,
+                                   device, batch_size, data, VALIDATION_SPLIT)
+               for stage in stages]
+    return ensemble_rows(outputs, [stage.index for stage in stages],
+                         [stage.digest for stage in stages])

@@ -3,8 +3,9 @@
 mmengine's LocalVisBackend writes one JSON object per logged step into
 ``stages/<digest>/<timestamp>/vis_data/scalars.json``; a resumed stage has one such folder
 per session. Training lines carry ``step`` (the global iteration), ``epoch``, ``lr``,
-``loss`` and the classifier's losses (``loss_ce``, ``loss_or``, ``loss_kd``, ...);
-validation lines carry ``accuracy/...`` and are not plotted.
+``loss`` and the classifier's losses (``loss_ce``, ``loss_or``, ``loss_kd``, ...).
+Validation lines (a stage trained with ``--val-split``) carry ``accuracy/top1`` and, as
+``step``, the epoch: they are drawn per epoch as :data:`VALIDATION_CURVE`.
 """
 import json
 from pathlib import Path
@@ -13,13 +14,17 @@ from typing import Dict, List, Sequence
 SCALARS = 'vis_data/scalars.json'
 # Curves drawn when a stage logged them, in this order; any other key with 'overlap' in its
 # name (a teacher overlap) is drawn too.
-CURVES = ('loss_ce', 'loss_or', 'loss_kd', 'loss_at', 'lr')
+VALIDATION_CURVE = 'validation top-1'
+CURVES = (VALIDATION_CURVE, 'loss_ce', 'loss_or', 'loss_kd', 'loss_at', 'lr')
+# mmengine's name of the top-1 its val loop logs.
+_VALIDATION_METRIC = 'accuracy/top1'
 # Scalar files larger than this are not read (a stage logs a few kB per epoch).
 MAX_BYTES = 64 * 2 ** 20
 
 
 def stage_scalars(stage_dir: Path) -> Dict[str, List[tuple]]:
-    """The training scalars of one stage, every session merged: name -> [(step, value)].
+    """The training scalars of one stage, every session merged: name -> [(step, value)]
+    (:data:`VALIDATION_CURVE`: [(epoch, top-1)]).
 
     A step logged by several sessions (a resumed epoch) keeps the last session's value.
     Files that are links, too large, or lines that are not JSON objects are skipped.
@@ -34,8 +39,12 @@ def stage_scalars(stage_dir: Path) -> Dict[str, List[tuple]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if not isinstance(record, dict) or 'epoch' not in record \
-                    or not isinstance(record.get('step'), int):
+            if not isinstance(record, dict) or not isinstance(record.get('step'), int):
+                continue
+            if 'epoch' not in record:
+                if isinstance(record.get(_VALIDATION_METRIC), (int, float)):
+                    steps.setdefault(VALIDATION_CURVE, {})[record['step']] = float(
+                        record[_VALIDATION_METRIC])
                 continue
             for name, value in record.items():
                 if name in ('step', 'epoch', 'iter') or not isinstance(value, (int, float)):
@@ -68,7 +77,7 @@ def curves_image(stages: Dict[str, Dict[str, List[tuple]]]) -> bytes:
                 panel.plot(steps, values, label=label, linewidth=1.2, color=f'C{number % 10}',
                            marker='o' if len(steps) < 20 else None, markersize=3)
         panel.set_title(name)
-        panel.set_xlabel('iteration')
+        panel.set_xlabel('epoch' if name == VALIDATION_CURVE else 'iteration')
         panel.grid(alpha=0.3)
         if name == 'lr':
             panel.ticklabel_format(axis='y', style='sci', scilimits=(-2, 2))
