@@ -10,6 +10,7 @@ import warnings
 # mmcv's transformer bricks warns about one on every start.
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
+from .best_checkpoint_hook import BestCheckpointHook
 from .bn_mlp_cls_head import BNMLPClsHead
 from .checkpoint_loading import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
                                  resolve_checkpoint)
@@ -27,7 +28,7 @@ from .trained_model import build_model_from_config, load_trained_model
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EnsembleDistillationLoss',
+    'BestCheckpointHook', 'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EnsembleDistillationLoss',
     'EpochSeedHook', 'FreezableTIMMBackbone', 'GlobalMaxPooling', 'InputRenormalisation',
     'KTClassifier', 'KTDistiller', 'ensemble_distillation_loss',
     'OrthogonalLoss', 'SequentialTeacherHook', 'SpatialAttention', 'UnsafeCheckpointError',

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
 from ..reports.alpha_selection import choose_alpha, validation_ensembles
+from ..stages.validation_config import checkpoint_label, checkpoint_note
 from .training_options import TrainingOptions, finite_non_negative, with_training_options
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def ablate_alpha(
             {a: ensembles[a].per_seed for a in alphas}, select_on.value)
         table = Table(title=f'Ensemble top-1 of {n} models vs alpha ({options.backbone}, '
                       f'{options.spec().title}, {options.weighting.value} weighting, '
-                      f'seeds {seeds})',
+                      f'seeds {seeds}{checkpoint_note(options.checkpoint.value)})',
                       caption=caption(differences.values(), images, len(seed_list),
                                       'Δ: each alpha − alpha 0, 95% paired interval'))
         table.add_column('alpha', justify='right', no_wrap=True)
@@ -147,6 +148,7 @@ def ablate_alpha(
                                                           'difference')})])
         write_json(trainer_dir / 'ablate_alpha.json', dict(
             n=n, seeds=seed_list, alphas=alphas, images=images,
+            checkpoint=checkpoint_record(options.checkpoint.value),
             resolution=resolution_of(differences.values(), images, len(seed_list)),
             figures={alpha: dict(ensemble=ensembles[alpha].to_dict(),
                                  last_single=singles[alpha].to_dict(),
@@ -214,7 +216,8 @@ def ablate_n(
         images = rows['Single (Base)'][0].images
 
         table = Table(title=f'Single and ensemble top-1 vs N ({options.backbone}, '
-                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds})',
+                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds}'
+                      f'{checkpoint_note(options.checkpoint.value)})',
                       caption=caption(compared, images, len(seed_list),
                                       'Δ: Ours − Base, 95% paired interval'))
         table.add_column('N', justify='left', no_wrap=True)
@@ -241,6 +244,7 @@ def ablate_n(
                                        for label, per_n in differences.items()})])
         write_json(trainer_dir / 'ablate_n.json', dict(
             alpha=alpha, seeds=seed_list, images=images,
+            checkpoint=checkpoint_record(options.checkpoint.value),
             resolution=resolution_of(compared, images, len(seed_list)),
             rows={label: [e.to_dict() for e in estimates] for label, estimates in rows.items()},
             differences={label: [c and c.to_dict() for c in per_n]
@@ -270,6 +274,11 @@ def choice_text(choice, differences: dict, seeds: int) -> str:
         return f'{text}; alpha 0 is the reference: the OR-loss is not chosen'
     return (f'{text}; its test ensemble vs alpha 0: '
             f'{comparison_text(differences[choice.alpha])}')
+
+
+def checkpoint_record(rule: str) -> dict:
+    """The checkpoint rule as an ablation's JSON keeps it, with its label."""
+    return dict(rule=rule, label=checkpoint_label(rule))
 
 
 def correct_of(results: Sequence, attribute: str) -> 'np.ndarray':

@@ -48,6 +48,8 @@ def ensemble(
         from ..reports.ensemble_figures import ensemble_rows, error_structure
         from ..reports.test_outputs import cached_test_outputs, validation_rows
         from ..stages.stage_data import StageData
+        from ..stages.stage_files import read_stage_config
+        from ..stages.validation_config import checkpoint_label, checkpoint_note, checkpoint_rule
         from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         from ..devices import checked_device
@@ -59,7 +61,8 @@ def ensemble(
                              fusion.value)
         validation = validation_rows(stages, device, data, batch_size)
         images = len(outputs[0]['labels'])
-        title = f'{work_dir}: {images} test images, {fusion.value} fusion'
+        rule = checkpoint_rule(read_stage_config(Path(stages[0].config)))
+        title = f'{work_dir}: {images} test images, {fusion.value} fusion{checkpoint_note(rule)}'
         columns = ['stage', 'top-1', 'top-5', 'ensemble top-1 (so far)',
                    'OR overlap with earlier', 'disagreement with earlier (%)']
         if validation:
@@ -90,6 +93,7 @@ def ensemble(
             compared = [against_best] + [s['against_ensemble'] for s in students]
             write_atomically(json_path, json.dumps(dict(
                 fusion=fusion.value, images=images, stages=records,
+                checkpoint=dict(rule=rule, label=checkpoint_label(rule)),
                 ensemble_against_best_member=against_best and against_best.to_dict(),
                 error_structure=errors.record(),
                 resolution=resolution([c for c in compared if c], images),

@@ -38,9 +38,11 @@ def train(
         if trained is None:
             return
         results = trained[0]
+        from ..stages.validation_config import checkpoint_note
         print_results(console, results, f'{options.backbone} on {options.spec().title}, '
                       f'alpha {alpha} ({options.weighting.value}), {options.epochs} '
-                      f'epoch{"s" if options.epochs != 1 else ""}')
+                      f'epoch{"s" if options.epochs != 1 else ""}'
+                      f'{checkpoint_note(settings.checkpoint)}')
         written = write_results(trainer.work_dir, settings, results)
         console.print(f'results: {written} ({time.monotonic() - started:.0f} s)')
 
@@ -68,10 +70,14 @@ def print_results(console: Console, results: list, title: str) -> None:
 
 def write_results(work_dir: Path, settings, results: list) -> Path:
     """Write results.json: the settings (as the stages record them: no folder of this
-    machine) and, per stage, the figures of the table; its path."""
+    machine), per stage the figures of the table, and a best-epoch checkpoint rule with
+    its label; its path."""
     from ..stages.manifest import RESULTS_NAME
+    from ..stages.validation_config import LAST, checkpoint_label
     record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
-    write_atomically(work_dir / RESULTS_NAME, json.dumps(
-        dict(settings=record, stages=[result.record() for result in results]),
-        indent=2, default=str))
+    data = dict(settings=record, stages=[result.record() for result in results])
+    if settings.checkpoint != LAST:
+        data['checkpoint'] = dict(rule=settings.checkpoint,
+                                  label=checkpoint_label(settings.checkpoint))
+    write_atomically(work_dir / RESULTS_NAME, json.dumps(data, indent=2, default=str))
     return work_dir / RESULTS_NAME

@@ -24,6 +24,12 @@ class Weighting(str, Enum):
     adaptive = 'adaptive'
 
 
+class CheckpointRule(str, Enum):
+    last = 'last'
+    best_val = 'best-val'
+    best_test = 'best-test'
+
+
 class OutputStride(str, Enum):
     s8 = '8'
     s16 = '16'
@@ -79,6 +85,11 @@ def _options_template(
         '(0.2) or a number per class (5), stratified and fixed by the data; official: '
         "FGVC-Aircraft's own val list. Never taken from the test split.",
         rich_help_panel=DATA_PANEL),
+    checkpoint: CheckpointRule = typer.Option(
+        'last', help='The epoch each model hands on and is scored with: last (default); '
+        'best-val, the best on the --val-split images; best-test, the best on the test set '
+        "(the authors' protocol; every figure says \"selected on the test set\").",
+        rich_help_panel=SCHEDULE_PANEL),
     backbone: str = typer.Option(
         'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
         'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
@@ -150,6 +161,7 @@ class TrainingOptions:
     dataset: DatasetName
     data_root: Optional[Path]
     val_split: str
+    checkpoint: CheckpointRule
     backbone: str
     weighting: Weighting
     epochs: int
@@ -213,7 +225,7 @@ class TrainingOptions:
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
             vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint,
-            val_split=self.validation().text())
+            val_split=self.validation().text(), checkpoint=self.checkpoint.value)
 
     def validation(self):
         """``--val-split`` as a :class:`~ktcli.data.validation_split.SplitChoice`."""

@@ -106,6 +106,7 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
 def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
                 images: int) -> dict:
     """Section 1: the run's settings, backbones, seeds, times and files."""
+    from ..stages.validation_config import checkpoint_label, checkpoint_rule
     settings = run_settings(work_dir, stages)
     records = stage_records(work_dir)
     updated = sorted(r['updated'] for r in records if isinstance(r.get('updated'), str))
@@ -118,6 +119,8 @@ def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
         alpha=settings.get('alpha'), weighting=settings.get('weighting'),
         epochs=settings.get('epochs'), img_size=settings.get('img_size'),
         lr=settings.get('lr'), batch_size=settings.get('batch_size'),
+        val_split=settings.get('val_split', 'none'),
+        checkpoint=checkpoint_label(checkpoint_rule(configs[0])),
         pretrained=settings.get('pretrained'), frozen_stages=settings.get('frozen_stages'),
         output_stride=settings.get('output_stride'), seeds=seeds,
         stages_in_work_dir=len(records), first_record=updated[0] if updated else None,

@@ -2,7 +2,7 @@
 
 Both files travel with a work dir, so every field kt reads from them is checked here before
 anything uses it: its type, its range, and for paths that they are exactly where kt puts a
-stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` in it), so no record
+stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth`` in it), so no record
 can point kt at another folder. Fields kt does not know are kept as they are and never read.
 A problem is one :class:`RecordError` naming the file and the field.
 """
@@ -16,7 +16,7 @@ from ..reading import DIGEST, UnsafeFileError, shown
 
 STAGES_DIR = 'stages'
 STATUSES = ('queued', 'running', 'done', 'failed', 'interrupted', 'cancelled')
-CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth')
+CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth|best\.pth')
 # The kind of a distilled student's record.
 DISTILLED = 'distilled'
 _MAX_INT = 2 ** 53
@@ -120,7 +120,7 @@ def check_record(record: Any, where: str) -> dict:
         folder, _, name = str(record['checkpoint']).rpartition('/')
         if (not isinstance(record['checkpoint'], str) or folder != canonical['dir']
                 or not CHECKPOINT_NAME.fullmatch(name)):
-            raise RecordError(f"{where}: checkpoint must be an epoch_N.pth in "
+            raise RecordError(f"{where}: checkpoint must be an epoch_N.pth or best.pth in "
                               f"{canonical['dir']}, not {shown(record['checkpoint'])}")
     if 'settings' in record:
         check_settings(record['settings'], f'{where}: settings')
@@ -192,11 +192,15 @@ def check_settings(settings: Any, where: str) -> dict:
 def _check_setting_meanings(settings: dict, where: str) -> None:
     """Settings whose type is not enough: ``val_split`` is one ``--val-split`` value
     (none, official, a fraction in (0, 1), a number of images per class >= 1), in the
-    form kt writes."""
+    form kt writes, and ``checkpoint`` one ``--checkpoint`` rule."""
     from ..data.validation_split import is_val_split
+    from .validation_config import CHECKPOINT_RULES
     if 'val_split' in settings and not is_val_split(settings['val_split']):
         raise RecordError(f'{where}: val_split must be none, official, a fraction in (0, 1) '
                           f'or a number of images per class, not {shown(settings["val_split"])}')
+    if 'checkpoint' in settings and settings['checkpoint'] not in CHECKPOINT_RULES:
+        raise RecordError(f'{where}: checkpoint must be one of {", ".join(CHECKPOINT_RULES)}, '
+                          f'not {shown(settings["checkpoint"])}')
 
 
 def _matches(value: Any, hint: Any) -> bool:

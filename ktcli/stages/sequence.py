@@ -21,7 +21,7 @@ from .scheduler import unique_stages
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_data import StageData
 from .stage_files import CONFIG_DATA, check_config, write_stage_config
-from .validation_config import VALIDATION_SPLIT, has_validation_split
+from .validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
 from .work_dir import DISTILLED, STUDENT_INDEX
 
 
@@ -213,7 +213,7 @@ class SequenceTrainer:
         portable, inputs = portable_config(cfg)
         digest = stage_digest(portable, teachers, self.settings.processes)
         stage_dir = self.work_dir / STAGES_DIR / digest
-        checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
+        checkpoint = stage_dir / checkpoint_name(cfg)
         return PlannedStage(index, digest, portable, stage_dir, stage_dir / CONFIG_DATA,
                             checkpoint, teachers, label, inputs)
 
