@@ -9,7 +9,7 @@ from ktcli.data.fingerprint import DataFingerprint
 from ktcli.errors import UserError
 from ktcli.reports.test_outputs import split_digest
 from ktcli.stages.portable_config import RunInputs, portable_config, runtime_config
-from ktcli.stages.validation_config import validation_view
+from ktcli.stages.validation_config import checkpoint_name, validation_view
 from ktcli.stages.stage_config import (
     Teacher,
     TrainSettings,
@@ -304,3 +304,45 @@ def test_a_validation_split_is_held_out_of_training_and_in_the_digest(demo_root)
     assert split_digest(view) != split_digest(portable_config(cfg)[0])
     with pytest.raises(UserError, match='class 0 has 3 training images, too few'):
         compose_stage_config(split('3'), [], WORK)
+
+
+def test_a_best_epoch_is_in_the_digest_and_best_test_covers_the_test_split(demo_root):
+    from ktcli.data.fingerprint import dataset_fingerprint
+    data = dataset_fingerprint('demo', demo_root)
+    other_test = DataFingerprint('demo', train=data.train, test='3' * 16, images=data.images)
+
+    def rule(checkpoint, val_split='none', fingerprint=data):
+        return settings(dataset='demo', data_root=str(demo_root), data_fingerprint=fingerprint,
+                        val_split=val_split, checkpoint=checkpoint)
+
+    assert digest(rule('last')) == digest(settings(dataset='demo', data_root=str(demo_root),
+                                                   data_fingerprint=data))
+    assert digest(rule('best-test')) != digest(rule('last'))
+    assert digest(rule('best-test', fingerprint=other_test)) != digest(rule('best-test'))
+    assert digest(rule('best-val', '1')) != digest(rule('last', '1'))
+    # A best epoch on validation does not depend on the test split.
+    assert digest(rule('best-val', '1', other_test)) == digest(rule('best-val', '1'))
+    cfg = compose_stage_config(rule('best-test'), [], WORK)
+    assert checkpoint_name(cfg) == 'best.pth' and cfg.kt_validation == 'test'
+    assert cfg.val_dataloader.to_dict() == cfg.test_dataloader.to_dict()
+    assert cfg.val_dataloader.dataset is not cfg.test_dataloader.dataset
+    assert [hook['type'] for hook in cfg.custom_hooks] == ['BestCheckpointHook']
+    last = compose_stage_config(rule('last', '1'), [], WORK)
+    assert checkpoint_name(last) == 'epoch_100.pth' and 'custom_hooks' not in last
+    with pytest.raises(UserError, match='^--checkpoint best-val needs a validation split'):
+        compose_stage_config(rule('best-val'), [], WORK)
+    with pytest.raises(UserError, match='^--checkpoint best-test validates on the test set'):
+        compose_stage_config(rule('best-test', '1'), [], WORK)
+
+
+@pytest.mark.parametrize('field,value', [
+    ('val_split', '0'), ('val_split', '1.5'), ('val_split', '-1'), ('val_split', '../test'),
+    ('val_split', 'test'), ('val_split', '0.20'), ('val_split', 3), ('val_split', None),
+    ('checkpoint', 'best'), ('checkpoint', '/tmp/x.pth'), ('checkpoint', 'epoch_3.pth'),
+    ('checkpoint', None)])
+def test_a_received_record_with_a_meaningless_split_or_checkpoint_rule_is_refused(field, value):
+    from ktcli.stages.records import RecordError, check_settings
+    record = settings(data_fingerprint=DATA).to_record()
+    assert check_settings(dict(record), 'stage.json: settings')
+    with pytest.raises(RecordError, match=f'^stage.json: settings: {field} must be'):
+        check_settings(dict(record, **{field: value}), 'stage.json: settings')

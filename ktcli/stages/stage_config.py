@@ -17,7 +17,7 @@ from ..resources import CONFIG_ROOT
 from .backbones import backbone_config, configure_backbone
 from .portable_config import FINGERPRINT_KEY, portable_pretrained, recorded_fingerprint
 from .runner_config import require_gpu
-from .validation_config import (CHECKPOINT_KEY, LAST, add_validation_split,
+from .validation_config import (BEST_TEST, CHECKPOINT_KEY, LAST, add_validation_split,
                                 keep_best_checkpoint)
 
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
@@ -271,8 +271,8 @@ def _digest(cfg: Config, train_dataset: object, teacher_digests: Sequence[str],
         # A best epoch is chosen by the val loop's split: its rule and, for best-test, the
         # test split (by fingerprint) decide the weights handed on.
         fingerprint = recorded_fingerprint(cfg)
-        payload['checkpoint'] = dict(rule=cfg[CHECKPOINT_KEY],
-                                     test=fingerprint and fingerprint.test)
+        payload['checkpoint'] = dict(rule=cfg[CHECKPOINT_KEY], test=(
+            fingerprint and fingerprint.test if cfg[CHECKPOINT_KEY] == BEST_TEST else None))
     text = json.dumps(payload, sort_keys=True, default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
