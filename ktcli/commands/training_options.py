@@ -85,11 +85,6 @@ def _options_template(
         '(0.2) or a number per class (5), stratified and fixed by the data; official: '
         "FGVC-Aircraft's own val list. Never taken from the test split.",
         rich_help_panel=DATA_PANEL),
-    checkpoint: CheckpointRule = typer.Option(
-        'last', help='The epoch each model hands on and is scored with: last (default); '
-        'best-val, the best on the --val-split images; best-test, the best on the test set '
-        "(the authors' protocol; every figure says \"selected on the test set\").",
-        rich_help_panel=SCHEDULE_PANEL),
     backbone: str = typer.Option(
         'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
         'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
@@ -121,6 +116,11 @@ def _options_template(
         rich_help_panel=MODEL_PANEL),
     amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).',
                              rich_help_panel=SCHEDULE_PANEL),
+    checkpoint: CheckpointRule = typer.Option(
+        'last', help='The epoch each model hands on and is scored with: last (default); '
+        'best-val, the best on the --val-split images; best-test, the best on the test set '
+        "(the authors' protocol; every figure says \"selected on the test set\").",
+        rich_help_panel=SCHEDULE_PANEL),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
         '(default: work_dirs/<backbone>_<dataset>).', rich_help_panel=RUNNER_PANEL),
