@@ -88,3 +88,15 @@ def test_official_split_of_a_fake_aircraft_layout(tmp_path):
 def test_official_is_refused_where_there_is_none(tmp_path):
     with pytest.raises(UserError, match='demo has no official validation split'):
         split_training_set('demo', tmp_path, SplitChoice(official=True), 'x')
+
+
+def test_a_student_keeps_its_members_split_unless_told_otherwise():
+    from types import SimpleNamespace
+
+    from ktcli.stages.distillation import DistillSettings, student_settings
+    from ktcli.stages.stage_config import TrainSettings
+    members = [SimpleNamespace(index=1)]
+    settings = TrainSettings(dataset='demo', val_split='0.2', checkpoint='best-val')
+    student = student_settings(settings, members, DistillSettings())
+    assert (student.val_split, student.checkpoint) == ('0.2', 'best-val')
+    assert student_settings(settings, members, DistillSettings(val_split='5')).val_split == '5'

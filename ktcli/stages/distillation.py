@@ -45,6 +45,7 @@ class DistillSettings:
     kd_weight: float = 0.9
     attention_weight: float = 0.0
     seed: int = 0
+    val_split: Optional[str] = None
 
 
 def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
@@ -76,8 +77,8 @@ def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
 def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
                      distill: DistillSettings) -> TrainSettings:
     """The training settings of a student: the members' data, pipeline, schedule and batch,
-    with the student's backbone (the first member's by default), epochs, lr, initialisation
-    and seed.
+    with the student's backbone (the first member's by default), epochs, lr, initialisation,
+    seed and validation split (the members' by default).
 
     Args:
         settings (TrainSettings): The members' settings.
@@ -88,7 +89,8 @@ def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
         settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
         epochs=distill.epochs or settings.epochs,
         lr=settings.lr if distill.lr is None else distill.lr,
-        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed)
+        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed,
+        val_split=distill.val_split or settings.val_split)
 
 
 def compose_student_config(student: TrainSettings, members: Sequence[TrainedStage],
