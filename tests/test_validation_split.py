@@ -100,3 +100,21 @@ def test_a_student_keeps_its_members_split_unless_told_otherwise():
     student = student_settings(settings, members, DistillSettings())
     assert (student.val_split, student.checkpoint) == ('0.2', 'best-val')
     assert student_settings(settings, members, DistillSettings(val_split='5')).val_split == '5'
+
+
+def test_official_split_of_aircraft_as_mmpretrain_reads_its_trainval(tmp_path):
+    """A fake FGVC-Aircraft layout (empty images: only the lists are read): the validation
+    part is exactly images_variant_val.txt, the training part images_variant_train.txt."""
+    data = tmp_path / 'fgvc-aircraft-2013b' / 'data'
+    (data / 'images').mkdir(parents=True)
+    (data / 'variants.txt').write_text('707-320\nA300B4\n')
+    train = ['0001 707-320', '0003 A300B4', '0004 707-320']
+    val = ['0002 A300B4', '0005 707-320']
+    (data / 'images_variant_trainval.txt').write_text('\n'.join(sorted(train + val)) + '\n')
+    (data / 'images_variant_train.txt').write_text('\n'.join(train) + '\n')
+    (data / 'images_variant_val.txt').write_text('\n'.join(val) + '\n')
+    (data / 'images_variant_test.txt').write_text('0006 707-320\n')
+    for number in range(1, 7):
+        (data / 'images' / f'000{number}.jpg').write_bytes(b'')
+    assert split_training_set('air', data.parent, SplitChoice(official=True), 'x') == (
+        [0, 2, 3], [1, 4])
