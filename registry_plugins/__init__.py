@@ -28,7 +28,8 @@ from .trained_model import build_model_from_config, load_trained_model
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'BestCheckpointHook', 'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EnsembleDistillationLoss',
+    'BestCheckpointHook', 'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit',
+    'EnsembleDistillationLoss',
     'EpochSeedHook', 'FreezableTIMMBackbone', 'GlobalMaxPooling', 'InputRenormalisation',
     'KTClassifier', 'KTDistiller', 'ensemble_distillation_loss',
     'OrthogonalLoss', 'SequentialTeacherHook', 'SpatialAttention', 'UnsafeCheckpointError',

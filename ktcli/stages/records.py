@@ -2,8 +2,8 @@
 
 Both files travel with a work dir, so every field kt reads from them is checked here before
 anything uses it: its type, its range, and for paths that they are exactly where kt puts a
-stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth`` in it), so no record
-can point kt at another folder. Fields kt does not know are kept as they are and never read.
+stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth`` in
+it), so no record can point kt at another folder. Fields kt does not know are kept as they are and never read.
 A problem is one :class:`RecordError` naming the file and the field.
 """
 import dataclasses
