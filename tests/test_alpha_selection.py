@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ktcli.commands.ablate import SelectOn, choice_text, label_of_test_row
+from ktcli.commands.ablate import choice_text, marked_row_note
 from ktcli.errors import UserError
 from ktcli.reports.alpha_selection import choose_alpha, validation_ensembles
 from ktcli.reports.ensemble_figures import ensemble_rows
@@ -68,8 +68,9 @@ def test_a_choice_on_test_is_labelled_in_the_table_the_line_and_the_json():
     choice = choose_alpha({0.0: [70.0], 1.0: [72.5]}, 'test')
     assert choice.alpha == 1.0
     assert 'selected on the test set' in choice.to_dict()['label']
-    assert 'selected on the test set' in label_of_test_row(SelectOn.test)
-    assert label_of_test_row(SelectOn.val) == 'Ensemble top-1 (test, not used for the choice)'
+    assert marked_row_note(choice) == '* selected on the test set; '
+    assert marked_row_note(choose_alpha({0.0: [1.0]}, 'val')) == '* not used for the choice; '
+    assert marked_row_note(None) == ''
     correct = np.zeros((1, 40), dtype=bool)
     correct[0, :29] = True
     reference = np.zeros((1, 40), dtype=bool)

@@ -26,7 +26,9 @@ class SelectOn(str, Enum):
     test = 'test'
 
 
-CHOSEN_CELLS = {'val': 'on validation', 'test': 'on test (selected on the test set)'}
+# The mark on the test row, and what the caption says it means: the test figures of a
+# choice on validation were not used for it; those of a choice on test chose.
+TEST_ROW_NOTES = {'val': 'not used for the choice', 'test': 'selected on the test set'}
 
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
@@ -119,21 +121,23 @@ def ablate_alpha(
                       f'{options.spec().title}, {options.weighting.value} weighting, '
                       f'seeds {seeds}{checkpoint_note(options.checkpoint.value)})',
                       caption=caption(differences.values(), images, len(seed_list),
-                                      'Δ: each alpha − alpha 0, 95% paired interval'))
+                                      marked_row_note(choice)
+                                      + 'Δ: each alpha − alpha 0, 95% paired interval'))
         table.add_column('alpha', justify='right', no_wrap=True)
         for alpha in alphas:
             table.add_column(f'{alpha:g}', justify='right')
         if validated:
-            table.add_row('Validation ensemble top-1', *[cell(validation[a]) for a in alphas])
-        table.add_row(label_of_test_row(select_on), *[cell(ensembles[a].per_seed) for a in alphas])
+            table.add_row('Ensemble top-1 (val)', *[cell(validation[a]) for a in alphas])
+        table.add_row('Ensemble top-1' + (' (test)*' if choice else ''),
+                      *[cell(ensembles[a].per_seed) for a in alphas])
         table.add_row('Δ Ensemble (alpha − 0)', *[
             difference_cell(differences[a]) if a else 'reference' for a in alphas])
         table.add_row(f'Model {n} top-1', *[cell(singles[a].per_seed) for a in alphas])
         table.add_row(f'Model {n} OR overlap',
                       *[cell([r.or_overlap for r in last[a]], 4) for a in alphas])
         if choice:
-            table.add_row('Chosen', *[CHOSEN_CELLS[choice.on] if a == choice.alpha else ''
-                                      for a in alphas])
+            table.add_row(f'Chosen on {choice.on}' + ('*' if choice.on == 'test' else ''),
+                          *['chosen' if a == choice.alpha else '' for a in alphas])
         console.print(table)
         if choice:
             console.print(choice_text(choice, differences, len(seed_list)), soft_wrap=True)
@@ -255,12 +259,10 @@ def ablate_n(
                       f'{trainer_dir / "ablate_n.png"} ({time.monotonic() - started:.0f} s)')
 
 
-def label_of_test_row(select_on: Optional[SelectOn]) -> str:
-    """The test row of the alpha table: with a choice made on validation its figures
-    were not used for it; with one made on test they were, and it says so."""
-    return {None: 'Ensemble top-1',
-            SelectOn.val: 'Ensemble top-1 (test, not used for the choice)',
-            SelectOn.test: 'Ensemble top-1 (test; selected on the test set)'}[select_on]
+def marked_row_note(choice) -> str:
+    """The caption's note on the marked test row: ``'* not used for the choice; '`` for a
+    choice on validation, ``'* selected on the test set; '`` for one on test, else ''."""
+    return f'* {TEST_ROW_NOTES[choice.on]}; ' if choice else ''
 
 
 def choice_text(choice, differences: dict, seeds: int) -> str:
