@@ -346,3 +346,21 @@ def test_a_received_record_with_a_meaningless_split_or_checkpoint_rule_is_refuse
     assert check_settings(dict(record), 'stage.json: settings')
     with pytest.raises(RecordError, match=f'^stage.json: settings: {field} must be'):
         check_settings(dict(record, **{field: value}), 'stage.json: settings')
+
+
+def test_a_received_config_with_a_selection_kt_would_not_write_is_refused(demo_root):
+    import json
+
+    from ktcli.data.fingerprint import dataset_fingerprint
+    from ktcli.stages.stage_files import config_problem
+    cfg = compose_stage_config(settings(dataset='demo', data_root=str(demo_root),
+                                        data_fingerprint=dataset_fingerprint('demo', demo_root),
+                                        val_split='1', checkpoint='best-val'), [], WORK)
+    data = json.loads(json.dumps(portable_config(cfg)[0].to_dict(), default=str))
+    assert config_problem(data) is None
+    for key, value, message in (
+            ('kt_checkpoint', 'epoch_1.pth', "has kt_checkpoint 'epoch_1.pth', not one of"),
+            ('kt_checkpoint', ['best-val'], 'has kt_checkpoint'),
+            ('kt_validation', 'train', "has kt_validation 'train', not validation or test"),
+            ('val_dataloader', None, 'has a validation split but no val_dataloader.dataset')):
+        assert config_problem(dict(data, **{key: value})).startswith(message)
