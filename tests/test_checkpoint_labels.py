@@ -46,3 +46,13 @@ def test_the_last_epoch_adds_nothing_and_validation_sits_beside_test(tmp_path):
     assert data['stages'][0]['val_images'] == 2 and data['settings']['val_split'] == '0.2'
     text = printed('demo', results(validated=True))
     assert 'val top-1 (single)' in text and 'test top-1 (single)' in text
+
+
+def test_the_report_names_a_val_loop_on_the_test_set_as_such():
+    from ktcli.reports.training_curves import TEST_CURVE, VALIDATION_CURVE, val_loop_curve
+    scalars = {VALIDATION_CURVE: [(1, 50.0), (2, 60.0)], 'loss_ce': [(5, 1.0)]}
+    assert val_loop_curve(scalars, 'test') == {TEST_CURVE: [(1, 50.0), (2, 60.0)],
+                                               'loss_ce': [(5, 1.0)]}
+    assert TEST_CURVE == 'test top-1 (selected on the test set)'
+    assert val_loop_curve(scalars, 'validation') == scalars
+    assert val_loop_curve(scalars, None) == scalars

@@ -17,7 +17,7 @@ from .calibration import calibration, reliability_diagram
 from .ensemble_figures import ensemble_rows, error_structure, fuse
 from .per_class import CONFUSION_IMAGE_CLASSES, confusion_image, per_class_figures
 from .run_facts import ablations, backbone_name, exports, run_settings, stage_records
-from .training_curves import curves_image, stage_scalars
+from .training_curves import curves_image, stage_scalars, val_loop_curve
 
 # What the progress display is told: (what, how many steps) starts a task; advance() steps it.
 StartTask = Callable[[str, int], Callable[[], None]]
@@ -196,7 +196,11 @@ def ablation_figures(work_dir: Path, report: Report) -> dict:
 def curve_figures(work_dir: Path, stages: list, report: Report) -> dict:
     """Section 4: each stage's training scalars (and the students'), one image."""
     from ..stages.distillation import distilled_students
-    labelled = {f'stage {stage.index}': stage_scalars(stage.dir) for stage in stages}
+    from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_KEY
+    labelled = {f'stage {stage.index}': val_loop_curve(
+        stage_scalars(stage.dir), read_stage_config(Path(stage.config)).get(VALIDATION_KEY))
+        for stage in stages}
     for number, student in enumerate(distilled_students(work_dir), start=1):
         labelled[f'student {number}'] = stage_scalars(student.dir)
     labelled = {label: scalars for label, scalars in labelled.items() if scalars}

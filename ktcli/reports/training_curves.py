@@ -15,7 +15,10 @@ SCALARS = 'vis_data/scalars.json'
 # Curves drawn when a stage logged them, in this order; any other key with 'overlap' in its
 # name (a teacher overlap) is drawn too.
 VALIDATION_CURVE = 'validation top-1'
-CURVES = (VALIDATION_CURVE, 'loss_ce', 'loss_or', 'loss_kd', 'loss_at', 'lr')
+# The same curve of a stage whose val loop scored the test split (--checkpoint best-test).
+TEST_CURVE = 'test top-1 (selected on the test set)'
+CURVES = (VALIDATION_CURVE, TEST_CURVE, 'loss_ce', 'loss_or', 'loss_kd', 'loss_at', 'lr')
+EPOCH_CURVES = (VALIDATION_CURVE, TEST_CURVE)
 # mmengine's name of the top-1 its val loop logs.
 _VALIDATION_METRIC = 'accuracy/top1'
 # Scalar files larger than this are not read (a stage logs a few kB per epoch).
@@ -53,6 +56,16 @@ def stage_scalars(stage_dir: Path) -> Dict[str, List[tuple]]:
     return {name: sorted(values.items()) for name, values in steps.items()}
 
 
+def val_loop_curve(scalars: Dict[str, List[tuple]], scored_split: str) -> Dict[str, List[tuple]]:
+    """``scalars`` with its per-epoch top-1 named after the split the val loop scored:
+    ``'test'`` renames it :data:`TEST_CURVE`."""
+    if scored_split != 'test' or VALIDATION_CURVE not in scalars:
+        return scalars
+    renamed = dict(scalars)
+    renamed[TEST_CURVE] = renamed.pop(VALIDATION_CURVE)
+    return renamed
+
+
 def curve_names(stages: Sequence[Dict[str, List[tuple]]]) -> List[str]:
     """The curves to draw for these stages' scalars, in :data:`CURVES` order."""
     logged = set().union(*stages) if stages else set()
@@ -77,7 +90,7 @@ def curves_image(stages: Dict[str, Dict[str, List[tuple]]]) -> bytes:
                 panel.plot(steps, values, label=label, linewidth=1.2, color=f'C{number % 10}',
                            marker='o' if len(steps) < 20 else None, markersize=3)
         panel.set_title(name)
-        panel.set_xlabel('epoch' if name == VALIDATION_CURVE else 'iteration')
+        panel.set_xlabel('epoch' if name in EPOCH_CURVES else 'iteration')
         panel.grid(alpha=0.3)
         if name == 'lr':
             panel.ticklabel_format(axis='y', style='sci', scilimits=(-2, 2))
