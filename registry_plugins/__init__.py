@@ -16,6 +16,7 @@ from .library_output import route_library_output_to_stderr
 
 route_library_output_to_stderr()
 
+from .best_checkpoint_hook import BestCheckpointHook
 from .bn_mlp_cls_head import BNMLPClsHead
 from .checkpoint_loading import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
                                  resolve_checkpoint)
@@ -33,7 +34,8 @@ from .trained_model import build_model_from_config, load_trained_model
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit', 'EnsembleDistillationLoss',
+    'BestCheckpointHook', 'BNMLPClsHead', 'CheckpointError', 'CompletePretrainedInit',
+    'EnsembleDistillationLoss',
     'EpochSeedHook', 'FreezableTIMMBackbone', 'GlobalMaxPooling', 'InputRenormalisation',
     'KTClassifier', 'KTDistiller', 'ensemble_distillation_loss',
     'OrthogonalLoss', 'SequentialTeacherHook', 'SpatialAttention', 'UnsafeCheckpointError',

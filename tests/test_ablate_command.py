@@ -160,3 +160,34 @@ def test_seed_replicates_share_no_stage(tmp_path, demo_root):
                        '--dry-run')
     assert '10 distinct stages: 0 reused, 10 to train' in result.stdout
     assert not (tmp_path / 'work' / 'stages').exists()
+
+
+def test_alpha_chosen_on_validation_then_on_test_from_the_same_stages(tmp_path, demo_root):
+    """--val-split 1 (one image of each of the 20 species held out): mmengine validates
+    every epoch on it, --select-on val chooses from it, and --select-on test reuses every
+    stage and labels its choice."""
+    work_dir = tmp_path / 'work'
+    common = ('--values', '0,1', '--n', '2', '--val-split', '1')
+    result = kt_ablate('alpha', work_dir, demo_root, *common, '--select-on', 'val')
+    text = ' '.join(result.stdout.split())
+    assert '3 distinct stages: 0 reused, 3 to train' in text
+    data = json.loads((work_dir / 'ablate_alpha.json').read_text())
+    selection = data['selection']
+    assert selection['on'] == 'val' and selection['label'] == 'alpha chosen on validation'
+    scores = {float(a): s for a, s in selection['mean_ensemble_top1'].items()}
+    assert selection['alpha'] == min(a for a in scores if scores[a] == max(scores.values()))
+    for alpha in ('0.0', '1.0'):
+        assert data['figures'][alpha]['validation_ensemble'] == [scores[float(alpha)]]
+    assert f'alpha chosen on validation: alpha {selection["alpha"]:g}' in text
+    assert 'not used for the choice' in text
+    for stage in (work_dir / 'stages').iterdir():
+        [scalars] = stage.glob('*/vis_data/scalars.json')
+        assert [json.loads(line)['step'] for line in scalars.read_text().splitlines()
+                if 'accuracy/top1' in line] == [1]
+        assert (stage / 'val_outputs.pt').is_file()
+
+    again = kt_ablate('alpha', work_dir, demo_root, *common, '--select-on', 'test')
+    text = ' '.join(again.stdout.split())
+    assert '3 distinct stages: 3 reused, 0 to train' in text
+    assert 'alpha chosen on the test set (selected on the test set)' in text
+    assert json.loads((work_dir / 'ablate_alpha.json').read_text())['selection']['on'] == 'test'

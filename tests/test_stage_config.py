@@ -9,6 +9,7 @@ from ktcli.data.fingerprint import DataFingerprint
 from ktcli.errors import UserError
 from ktcli.reports.test_outputs import split_digest
 from ktcli.stages.portable_config import RunInputs, portable_config, runtime_config
+from ktcli.stages.validation_config import checkpoint_name, validation_view
 from ktcli.stages.stage_config import (
     Teacher,
     TrainSettings,
@@ -255,3 +256,99 @@ def test_the_demo_leaf_config_is_the_readme_demo_stage():
     assert leaf.optim_wrapper.to_dict() == stage.optim_wrapper.to_dict()
     assert leaf.param_scheduler == stage.param_scheduler
     assert leaf.train_cfg.max_epochs == stage.train_cfg.max_epochs == 3
+
+
+def test_without_a_validation_split_digests_are_the_previous_versions():
+    # The figures of main at 50b5172, before validation splits existed: --val-split none
+    # reuses every stage trained then.
+    assert digest(settings()) == 'f6ffbe2c952ecc08'
+    assert digest(settings(val_split='none')) == 'f6ffbe2c952ecc08'
+    cfg = compose_stage_config(settings(), [], WORK)
+    assert 'indices' not in cfg.train_dataloader.dataset and 'kt_validation' not in cfg
+
+
+def test_a_validation_split_is_held_out_of_training_and_in_the_digest(demo_root):
+    from ktcli.data.fingerprint import dataset_fingerprint
+    data = dataset_fingerprint('demo', demo_root)
+
+    def split(val_split):
+        return settings(dataset='demo', data_root=str(demo_root), data_fingerprint=data,
+                        val_split=val_split)
+
+    cfg = compose_stage_config(split('1'), [], WORK)
+    train, val = cfg.train_dataloader.dataset.indices, cfg.val_dataloader.dataset.indices
+    # 20 species of 3 training images: one of each validates, two train.
+    assert len(val) == 20 and len(train) == 40 and not set(train) & set(val)
+    assert cfg.val_dataloader.dataset.split == 'train'
+    assert cfg.val_dataloader.dataset.pipeline == cfg.test_dataloader.dataset.pipeline
+    assert cfg.test_dataloader.dataset.split == 'test' and 'indices' not in (
+        cfg.test_dataloader.dataset)
+    assert cfg.train_cfg.val_interval == 1 and cfg.kt_validation == 'validation'
+    digests = {text: digest(split(text)) for text in ('none', '1', '0.5')}
+    assert len(set(digests.values())) == 3
+    assert digest(split('1')) == digests['1']
+    # The split's images are scored under the training split's fingerprint.
+    view = validation_view(portable_config(cfg)[0])
+    assert split_digest(view) != split_digest(portable_config(cfg)[0])
+    with pytest.raises(UserError, match='class 0 has 3 training images, too few'):
+        compose_stage_config(split('3'), [], WORK)
+
+
+def test_a_best_epoch_is_in_the_digest_and_best_test_covers_the_test_split(demo_root):
+    from ktcli.data.fingerprint import dataset_fingerprint
+    data = dataset_fingerprint('demo', demo_root)
+    other_test = DataFingerprint('demo', train=data.train, test='3' * 16, images=data.images)
+
+    def rule(checkpoint, val_split='none', fingerprint=data):
+        return settings(dataset='demo', data_root=str(demo_root), data_fingerprint=fingerprint,
+                        val_split=val_split, checkpoint=checkpoint)
+
+    assert digest(rule('last')) == digest(settings(dataset='demo', data_root=str(demo_root),
+                                                   data_fingerprint=data))
+    assert digest(rule('best-test')) != digest(rule('last'))
+    assert digest(rule('best-test', fingerprint=other_test)) != digest(rule('best-test'))
+    assert digest(rule('best-val', '1')) != digest(rule('last', '1'))
+    # A best epoch on validation does not depend on the test split.
+    assert digest(rule('best-val', '1', other_test)) == digest(rule('best-val', '1'))
+    cfg = compose_stage_config(rule('best-test'), [], WORK)
+    assert checkpoint_name(cfg) == 'best.pth' and cfg.kt_validation == 'test'
+    assert cfg.val_dataloader.to_dict() == cfg.test_dataloader.to_dict()
+    assert cfg.val_dataloader.dataset is not cfg.test_dataloader.dataset
+    assert [hook['type'] for hook in cfg.custom_hooks] == ['BestCheckpointHook']
+    last = compose_stage_config(rule('last', '1'), [], WORK)
+    assert checkpoint_name(last) == 'epoch_100.pth' and 'custom_hooks' not in last
+    with pytest.raises(UserError, match='^--checkpoint best-val needs a validation split'):
+        compose_stage_config(rule('best-val'), [], WORK)
+    with pytest.raises(UserError, match='^--checkpoint best-test validates on the test set'):
+        compose_stage_config(rule('best-test', '1'), [], WORK)
+
+
+@pytest.mark.parametrize('field,value', [
+    ('val_split', '0'), ('val_split', '1.5'), ('val_split', '-1'), ('val_split', '../test'),
+    ('val_split', 'test'), ('val_split', '0.20'), ('val_split', 3), ('val_split', None),
+    ('checkpoint', 'best'), ('checkpoint', '/tmp/x.pth'), ('checkpoint', 'epoch_3.pth'),
+    ('checkpoint', None)])
+def test_a_received_record_with_a_meaningless_split_or_checkpoint_rule_is_refused(field, value):
+    from ktcli.stages.records import RecordError, check_settings
+    record = settings(data_fingerprint=DATA).to_record()
+    assert check_settings(dict(record), 'stage.json: settings')
+    with pytest.raises(RecordError, match=f'^stage.json: settings: {field} must be'):
+        check_settings(dict(record, **{field: value}), 'stage.json: settings')
+
+
+def test_a_received_config_with_a_selection_kt_would_not_write_is_refused(demo_root):
+    import json
+
+    from ktcli.data.fingerprint import dataset_fingerprint
+    from ktcli.stages.stage_files import config_problem
+    cfg = compose_stage_config(settings(dataset='demo', data_root=str(demo_root),
+                                        data_fingerprint=dataset_fingerprint('demo', demo_root),
+                                        val_split='1', checkpoint='best-val'), [], WORK)
+    data = json.loads(json.dumps(portable_config(cfg)[0].to_dict(), default=str))
+    assert config_problem(data) is None
+    for key, value, message in (
+            ('kt_checkpoint', 'epoch_1.pth', "has kt_checkpoint 'epoch_1.pth', not one of"),
+            ('kt_checkpoint', ['best-val'], 'has kt_checkpoint'),
+            ('kt_validation', 'train', "has kt_validation 'train', not validation or test"),
+            ('val_dataloader', None, 'has a validation split but no val_dataloader.dataset')):
+        assert config_problem(dict(data, **{key: value})).startswith(message)

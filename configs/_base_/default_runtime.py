@@ -9,7 +9,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # A checkpoint every epoch (only the newest kept) lets a stopped run
     # resume; the model a stage hands on is its LAST epoch's, never one picked
-    # by test accuracy (the authors' code did that; we do not).
+    # by test accuracy (the authors' code did that), unless a user asks for a
+    # best epoch with --checkpoint (best.pth; best-test is labelled as chosen on
+    # the test set wherever kt prints it).
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),

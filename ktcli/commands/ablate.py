@@ -3,6 +3,7 @@ import json
 import math
 import statistics
 import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -11,10 +12,24 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, exit_on_user_error
+from ..reports.alpha_selection import choose_alpha, validation_ensembles
+from ..stages.validation_config import checkpoint_label, checkpoint_note
 from .training_options import TrainingOptions, finite_non_negative, with_training_options
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+
+class SelectOn(str, Enum):
+    val = 'val'
+    test = 'test'
+
+
+# The mark on the test row, and what the caption says it means: the test figures of a
+# choice on validation were not used for it; those of a choice on test chose.
+TEST_ROW_NOTES = {'val': 'not used for the choice', 'test': 'selected on the test set'}
+
 
 ablate_app = typer.Typer(help="The paper's ablations: alpha (Table 2) and N (Table 3).",
                          no_args_is_help=True)
@@ -51,12 +66,21 @@ def ablate_alpha(
                                'when missing.'),
     n: int = typer.Option(2, min=2, help='Models per sequence.'),
     seeds: str = typer.Option('0', help='Repeat over these seeds; cells show mean ± std.'),
+    select_on: Optional[SelectOn] = typer.Option(
+        None, help='Choose the alpha whose ensemble is best (mean over seeds) on: val, the '
+        '--val-split images, then report its test accuracy against alpha 0 with the paired '
+        'interval; test, the test set itself (labelled "selected on the test set"). '
+        'Default: no choice.'),
 ) -> None:
     """Ensemble top-1 of an N-model sequence for each alpha, each compared with alpha 0
-    (the cross-entropy-only sequence) on the same test images; stage 1 is shared by all."""
+    (the cross-entropy-only sequence) on the same test images; stage 1 is shared by all.
+    With --select-on, the alpha chosen on validation (or, labelled, on test)."""
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
+        if select_on == SelectOn.val and options.validation().none:
+            raise UserError('--select-on val needs a validation split: add --val-split 0.2 '
+                            '(or a number of images per class, or official for FGVC-Aircraft)')
         alphas = parse_numbers(values, float, '--values')
         if 0 not in alphas:
             alphas.insert(0, 0.0)
@@ -88,21 +112,35 @@ def ablate_alpha(
                                              f'alpha {a:g}', 'alpha 0')
                        for a in alphas if a != 0}
         images = ensembles[0.0].images
+        validated = last[0.0][0].validation is not None
+        validation = validation_ensembles(last) if validated else None
+        choice = select_on and choose_alpha(
+            validation if select_on == SelectOn.val else
+            {a: ensembles[a].per_seed for a in alphas}, select_on.value)
         table = Table(title=f'Ensemble top-1 of {n} models vs alpha ({options.backbone}, '
                       f'{options.spec().title}, {options.weighting.value} weighting, '
-                      f'seeds {seeds})',
+                      f'seeds {seeds}{checkpoint_note(options.checkpoint.value)})',
                       caption=caption(differences.values(), images, len(seed_list),
-                                      'Δ: each alpha − alpha 0, 95% paired interval'))
+                                      marked_row_note(choice)
+                                      + 'Δ: each alpha − alpha 0, 95% paired interval'))
         table.add_column('alpha', justify='right', no_wrap=True)
         for alpha in alphas:
             table.add_column(f'{alpha:g}', justify='right')
-        table.add_row('Ensemble top-1', *[cell(ensembles[a].per_seed) for a in alphas])
+        if validated:
+            table.add_row('Ensemble top-1 (val)', *[cell(validation[a]) for a in alphas])
+        table.add_row('Ensemble top-1' + (' (test)*' if choice else ''),
+                      *[cell(ensembles[a].per_seed) for a in alphas])
         table.add_row('Δ Ensemble (alpha − 0)', *[
             difference_cell(differences[a]) if a else 'reference' for a in alphas])
         table.add_row(f'Model {n} top-1', *[cell(singles[a].per_seed) for a in alphas])
         table.add_row(f'Model {n} OR overlap',
                       *[cell([r.or_overlap for r in last[a]], 4) for a in alphas])
+        if choice:
+            table.add_row(f'Chosen on {choice.on}' + ('*' if choice.on == 'test' else ''),
+                          *['chosen' if a == choice.alpha else '' for a in alphas])
         console.print(table)
+        if choice:
+            console.print(choice_text(choice, differences, len(seed_list)), soft_wrap=True)
 
         from ..reports.ablation_plots import curve, plot_figure
         trainer_dir = runs[0][1].work_dir
@@ -114,13 +152,17 @@ def ablate_alpha(
                                                           'difference')})])
         write_json(trainer_dir / 'ablate_alpha.json', dict(
             n=n, seeds=seed_list, alphas=alphas, images=images,
+            checkpoint=checkpoint_record(options.checkpoint.value),
             resolution=resolution_of(differences.values(), images, len(seed_list)),
             figures={alpha: dict(ensemble=ensembles[alpha].to_dict(),
                                  last_single=singles[alpha].to_dict(),
                                  or_overlap=[r.or_overlap for r in last[alpha]],
                                  ensemble_vs_alpha_0=differences[alpha].to_dict()
-                                 if alpha else None)
+                                 if alpha else None,
+                                 validation_ensemble=validation and validation[alpha])
                      for alpha in alphas},
+            selection=choice and dict(choice.to_dict(), test_ensemble_vs_alpha_0=(
+                differences[choice.alpha].to_dict() if choice.alpha else None)),
             figure=figure))
         plot_figure(trainer_dir / 'ablate_alpha.png', figure)
         console.print(f'written: {trainer_dir / "ablate_alpha.json"}, '
@@ -178,7 +220,8 @@ def ablate_n(
         images = rows['Single (Base)'][0].images
 
         table = Table(title=f'Single and ensemble top-1 vs N ({options.backbone}, '
-                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds})',
+                      f'{options.spec().title}, alpha {alpha:g}, seeds {seeds}'
+                      f'{checkpoint_note(options.checkpoint.value)})',
                       caption=caption(compared, images, len(seed_list),
                                       'Δ: Ours − Base, 95% paired interval'))
         table.add_column('N', justify='left', no_wrap=True)
@@ -205,6 +248,7 @@ def ablate_n(
                                        for label, per_n in differences.items()})])
         write_json(trainer_dir / 'ablate_n.json', dict(
             alpha=alpha, seeds=seed_list, images=images,
+            checkpoint=checkpoint_record(options.checkpoint.value),
             resolution=resolution_of(compared, images, len(seed_list)),
             rows={label: [e.to_dict() for e in estimates] for label, estimates in rows.items()},
             differences={label: [c and c.to_dict() for c in per_n]
@@ -213,6 +257,30 @@ def ablate_n(
         plot_figure(trainer_dir / 'ablate_n.png', figure)
         console.print(f'written: {trainer_dir / "ablate_n.json"}, '
                       f'{trainer_dir / "ablate_n.png"} ({time.monotonic() - started:.0f} s)')
+
+
+def marked_row_note(choice) -> str:
+    """The caption's note on the marked test row: ``'* not used for the choice; '`` for a
+    choice on validation, ``'* selected on the test set; '`` for one on test, else ''."""
+    return f'* {TEST_ROW_NOTES[choice.on]}; ' if choice else ''
+
+
+def choice_text(choice, differences: dict, seeds: int) -> str:
+    """The chosen alpha, the score it was chosen by, and its test accuracy against
+    alpha 0 with the paired interval."""
+    from ..reports.paired_statistics import comparison_text
+    split = 'validation' if choice.on == 'val' else 'test'
+    text = (f'{choice.label}: alpha {choice.alpha:g} (mean {split} ensemble top-1 '
+            f'{choice.scores[choice.alpha]:.2f} over {seeds} seed{"s" if seeds > 1 else ""})')
+    if not choice.alpha:
+        return f'{text}; alpha 0 is the reference: the OR-loss is not chosen'
+    return (f'{text}; its test ensemble vs alpha 0: '
+            f'{comparison_text(differences[choice.alpha])}')
+
+
+def checkpoint_record(rule: str) -> dict:
+    """The checkpoint rule as an ablation's JSON keeps it, with its label."""
+    return dict(rule=rule, label=checkpoint_label(rule))
 
 
 def correct_of(results: Sequence, attribute: str) -> 'np.ndarray':

@@ -35,6 +35,9 @@ def distill(
         0.0, callback=finite_non_negative, help="Weight of the attention term: the student's "
         "attention map against the members' combined map (0: off)."),
     seed: int = typer.Option(0, min=0, help='Random seed (the student uses 1000 * seed + 999).'),
+    val_split: Optional[str] = typer.Option(
+        None, help="Training images held out for validation, as for kt train (default: the "
+        "members' split, so the student never trains on the images they were validated on)."),
     launcher: Launcher = typer.Option(Launcher.none, help='none, pytorch or slurm, as for '
                                       'kt train.'),
     slurm_args: str = typer.Option('', help='sbatch options for --launcher slurm, as for '
@@ -58,10 +61,12 @@ def distill(
         from ..stages.manifest import Manifest
         from ..stages.sequence import SequenceTrainer
         from ..stages.work_dir import parse_models, trained_stages
+        from ..data.validation_split import parse_val_split
 
         members = trained_stages(work_dir, parse_models(models))
         options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
-                                  attention_weight, seed)
+                                  attention_weight, seed,
+                                  val_split and parse_val_split(val_split).text())
         settings = student_settings(members_settings(Manifest(work_dir), members, data_root),
                                     members, options)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)

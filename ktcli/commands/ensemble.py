@@ -49,8 +49,10 @@ def ensemble(
         import torch
 
         from ..reports.ensemble_figures import ensemble_rows, error_structure
-        from ..reports.test_outputs import cached_test_outputs
+        from ..reports.test_outputs import cached_test_outputs, validation_rows
         from ..stages.stage_data import StageData
+        from ..stages.stage_files import read_stage_config
+        from ..stages.validation_config import checkpoint_label, checkpoint_note, checkpoint_rule
         from ..stages.work_dir import parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         from ..devices import checked_device
@@ -60,13 +62,22 @@ def ensemble(
                                        batch_size, data) for s in stages]
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages],
                              fusion.value)
+        validation = validation_rows(stages, device, data, batch_size)
         images = len(outputs[0]['labels'])
-        table = Table(title=f'{work_dir}: {images} test images, {fusion.value} fusion')
-        for column in ('stage', 'top-1', 'top-5', 'ensemble top-1 (so far)',
-                       'OR overlap with earlier', 'disagreement with earlier (%)'):
+        rule = checkpoint_rule(read_stage_config(Path(stages[0].config)))
+        title = f'{work_dir}: {images} test images, {fusion.value} fusion{checkpoint_note(rule)}'
+        columns = ['stage', 'top-1', 'top-5', 'ensemble top-1 (so far)',
+                   'OR overlap with earlier', 'disagreement with earlier (%)']
+        if validation:
+            title += f'; validation split: {len(validation[0].correct)} training images'
+            columns[1:2] = ['val top-1', 'val ensemble top-1 (so far)', 'test top-1']
+        table = Table(title=title)
+        for column in columns:
             table.add_column(column, justify='right')
-        for row in rows:
-            table.add_row(str(row.index), f'{row.top1:.2f}', _figure(row.top5),
+        for position, row in enumerate(rows):
+            held_out = [f'{validation[position].top1:.2f}',
+                        f'{validation[position].ensemble_top1:.2f}'] if validation else []
+            table.add_row(str(row.index), *held_out, f'{row.top1:.2f}', _figure(row.top5),
                           f'{row.ensemble_top1:.2f}', _figure(row.or_overlap, 4),
                           _figure(row.disagreement))
         console.print(table)
@@ -78,11 +89,14 @@ def ensemble(
         if students:
             console.print(_students_table(students))
         records = [row.record() for row in rows]
+        for record, held_out in zip(records, validation or ()):
+            record.update(val_top1=held_out.top1, val_ensemble_top1=held_out.ensemble_top1)
         if json_path:
             from ..reports.paired_statistics import resolution
             compared = [against_best] + [s['against_ensemble'] for s in students]
             figures = json.dumps(dict(
                 fusion=fusion.value, images=images, stages=records,
+                checkpoint=dict(rule=rule, label=checkpoint_label(rule)),
                 ensemble_against_best_member=against_best and against_best.to_dict(),
                 error_structure=errors.record(),
                 resolution=resolution([c for c in compared if c], images),

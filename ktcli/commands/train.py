@@ -38,31 +38,46 @@ def train(
         if trained is None:
             return
         results = trained[0]
+        from ..stages.validation_config import checkpoint_note
         print_results(console, results, f'{options.backbone} on {options.spec().title}, '
                       f'alpha {alpha} ({options.weighting.value}), {options.epochs} '
-                      f'epoch{"s" if options.epochs != 1 else ""}')
+                      f'epoch{"s" if options.epochs != 1 else ""}'
+                      f'{checkpoint_note(settings.checkpoint)}')
         written = write_results(trainer.work_dir, settings, results)
         console.print(f'results: {written} ({time.monotonic() - started:.0f} s)')
 
 
 def print_results(console: Console, results: list, title: str) -> None:
-    """The per-stage table: single and ensemble top-1, training time."""
+    """The per-stage table: single and ensemble top-1 (on the validation split too, for
+    stages trained with one), training time."""
+    validated = results[0].validation is not None
     table = Table(title=title)
-    for column in ('stage', 'top-1 (single)', 'top-1 (ensemble 1..k)', 'training time'):
+    columns = ['stage', 'top-1 (single)', 'top-1 (ensemble 1..k)']
+    if validated:
+        columns = ['stage', 'val top-1 (single)', 'val top-1 (ensemble 1..k)',
+                   'test top-1 (single)', 'test top-1 (ensemble 1..k)']
+    for column in columns + ['training time']:
         table.add_column(column, justify='right')
     for result in results:
         minutes, seconds = divmod(round(result.train_seconds), 60)
-        table.add_row(f'{result.index}', f'{result.top1:.2f}', f'{result.ensemble_top1:.2f}',
+        figures = [result.top1, result.ensemble_top1]
+        if validated:
+            figures = [result.validation.top1, result.validation.ensemble_top1] + figures
+        table.add_row(f'{result.index}', *[f'{figure:.2f}' for figure in figures],
                       f'{minutes}:{seconds:02d}' + (' (reused)' if result.reused else ''))
     console.print(table)
 
 
 def write_results(work_dir: Path, settings, results: list) -> Path:
     """Write results.json: the settings (as the stages record them: no folder of this
-    machine) and, per stage, the figures of the table; its path."""
+    machine), per stage the figures of the table, and a best-epoch checkpoint rule with
+    its label; its path."""
     from ..stages.manifest import RESULTS_NAME
+    from ..stages.validation_config import LAST, checkpoint_label
     record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
-    write_atomically(work_dir / RESULTS_NAME, json.dumps(
-        dict(settings=record, stages=[result.record() for result in results]),
-        indent=2, default=str))
+    data = dict(settings=record, stages=[result.record() for result in results])
+    if settings.checkpoint != LAST:
+        data['checkpoint'] = dict(rule=settings.checkpoint,
+                                  label=checkpoint_label(settings.checkpoint))
+    write_atomically(work_dir / RESULTS_NAME, json.dumps(data, indent=2, default=str))
     return work_dir / RESULTS_NAME

@@ -24,6 +24,12 @@ class Weighting(str, Enum):
     adaptive = 'adaptive'
 
 
+class CheckpointRule(str, Enum):
+    last = 'last'
+    best_val = 'best-val'
+    best_test = 'best-test'
+
+
 class OutputStride(str, Enum):
     s8 = '8'
     s16 = '16'
@@ -73,6 +79,12 @@ def _options_template(
     data_root: Optional[Path] = typer.Option(
         None, help="Dataset folder (default: the dataset's usual folder under data/).",
         rich_help_panel=DATA_PANEL),
+    val_split: str = typer.Option(
+        'none', help='Images of the training split held out for validation, scored every '
+        'epoch and used by --select-on val: none (train on all, as the paper), a fraction '
+        '(0.2) or a number per class (5), stratified and fixed by the data; official: '
+        "FGVC-Aircraft's own val list. Never taken from the test split.",
+        rich_help_panel=DATA_PANEL),
     backbone: str = typer.Option(
         'resnet50', help='resnet50, vgg16, efficientnet_lite0, resnet18_tiny (any '
         'configs/_base_/models/<name>_kt.py), or timm/<model name> for any timm CNN; a '
@@ -104,6 +116,11 @@ def _options_template(
         rich_help_panel=MODEL_PANEL),
     amp: bool = typer.Option(False, '--amp', help='Mixed-precision training (needs a GPU).',
                              rich_help_panel=SCHEDULE_PANEL),
+    checkpoint: CheckpointRule = typer.Option(
+        'last', help='The epoch each model hands on and is scored with: last (default); '
+        'best-val, the best on the --val-split images; best-test, the best on the test set '
+        "(the authors' protocol; every figure says \"selected on the test set\").",
+        rich_help_panel=SCHEDULE_PANEL),
     work_dir: Optional[Path] = typer.Option(
         None, help='Where stages, manifest and results go '
         '(default: work_dirs/<backbone>_<dataset>).', rich_help_panel=RUNNER_PANEL),
@@ -143,6 +160,8 @@ class TrainingOptions:
 
     dataset: DatasetName
     data_root: Optional[Path]
+    val_split: str
+    checkpoint: CheckpointRule
     backbone: str
     weighting: Weighting
     epochs: int
@@ -205,7 +224,13 @@ class TrainingOptions:
             amp=self.amp, processes=self.gpus,
             num_classes=_count_classes(data_root) if spec.name == 'custom' else None,
             cfg_options=tuple(parse_cfg_options(self.cfg_options).items()),
-            vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint)
+            vis_backends=tuple(self.vis_backend), data_fingerprint=data.fingerprint,
+            val_split=self.validation().text(), checkpoint=self.checkpoint.value)
+
+    def validation(self):
+        """``--val-split`` as a :class:`~ktcli.data.validation_split.SplitChoice`."""
+        from ..data.validation_split import parse_val_split
+        return parse_val_split(self.val_split)
 
     def scheduler(self, work_dir: Path, console: Console):
         """What trains the stages: Slurm jobs, or this machine ``--parallel`` at a time."""

@@ -17,7 +17,7 @@ from .calibration import calibration, reliability_diagram
 from .ensemble_figures import ensemble_rows, error_structure, fuse
 from .per_class import CONFUSION_IMAGE_CLASSES, confusion_image, per_class_figures
 from .run_facts import ablations, backbone_name, exports, run_settings, stage_records
-from .training_curves import curves_image, stage_scalars
+from .training_curves import curves_image, stage_scalars, val_loop_curve
 
 # What the progress display is told: (what, how many steps) starts a task; advance() steps it.
 StartTask = Callable[[str, int], Callable[[], None]]
@@ -53,7 +53,7 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     from ..devices import checked_device
     from ..stages.stage_data import StageData
     from ..stages.work_dir import trained_stages
-    from .test_outputs import cached_test_outputs
+    from .test_outputs import cached_test_outputs, validation_rows
 
     started = time.monotonic()
     work_dir = Path(work_dir)
@@ -73,7 +73,8 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     labels = outputs[0]['labels']
     report = Report(dict(kt_version=__version__, work_dir=str(work_dir)))
     report.figures['run'] = run_figures(work_dir, stages, configs, classes, len(labels))
-    report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs)
+    report.figures['sequence'] = sequence_figures(work_dir, stages, configs, outputs,
+                                                  validation_rows(stages, device, data))
     report.figures['sequence']['students'] = [
         {key: value.to_dict() if hasattr(value, 'to_dict') else value
          for key, value in record.items()}
@@ -105,6 +106,7 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
 def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
                 images: int) -> dict:
     """Section 1: the run's settings, backbones, seeds, times and files."""
+    from ..stages.validation_config import checkpoint_label, checkpoint_rule
     settings = run_settings(work_dir, stages)
     records = stage_records(work_dir)
     updated = sorted(r['updated'] for r in records if isinstance(r.get('updated'), str))
@@ -117,6 +119,8 @@ def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
         alpha=settings.get('alpha'), weighting=settings.get('weighting'),
         epochs=settings.get('epochs'), img_size=settings.get('img_size'),
         lr=settings.get('lr'), batch_size=settings.get('batch_size'),
+        val_split=settings.get('val_split', 'none'),
+        checkpoint=checkpoint_label(checkpoint_rule(configs[0])),
         pretrained=settings.get('pretrained'), frozen_stages=settings.get('frozen_stages'),
         output_stride=settings.get('output_stride'), seeds=seeds,
         stages_in_work_dir=len(records), first_record=updated[0] if updated else None,
@@ -124,8 +128,10 @@ def run_figures(work_dir: Path, stages: list, configs: list, classes: list,
         stage_dirs=[str(stage.dir.relative_to(work_dir)) for stage in stages])
 
 
-def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list) -> dict:
-    """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals."""
+def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list,
+                     validation: Optional[list] = None) -> dict:
+    """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals (and
+    on the validation split, ``validation``'s rows, for stages trained with one)."""
     from ..stages.manifest import Manifest
     from .paired_statistics import compare_paired, estimate_accuracy, resolution
 
@@ -148,7 +154,10 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list)
             ensemble_vs_stage_1=gain and gain.to_dict(),
             oracle_top1=error_structure(outputs[:position + 1], indices[:position + 1]
                                         ).oracle_top1,
-            train_seconds=record.get('train_seconds')))
+            train_seconds=record.get('train_seconds'),
+            **(dict(val_top1=validation[position].top1,
+                    val_ensemble_top1=validation[position].ensemble_top1)
+               if validation else {})))
     errors = error_structure(outputs, indices)
     best = max(rows, key=lambda row: row.top1)
     against_best = None
@@ -158,6 +167,7 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list)
         comparisons.append(against_best)
     images = len(outputs[0]['labels'])
     return dict(images=images, fusion='softmax', stages=records,
+                validation_images=len(validation[0].correct) if validation else None,
                 ensemble_vs_best_member=against_best and against_best.to_dict(),
                 error_structure=errors.record(),
                 resolution=resolution(comparisons, images) if comparisons else '')
@@ -186,7 +196,11 @@ def ablation_figures(work_dir: Path, report: Report) -> dict:
 def curve_figures(work_dir: Path, stages: list, report: Report) -> dict:
     """Section 4: each stage's training scalars (and the students'), one image."""
     from ..stages.distillation import distilled_students
-    labelled = {f'stage {stage.index}': stage_scalars(stage.dir) for stage in stages}
+    from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_KEY
+    labelled = {f'stage {stage.index}': val_loop_curve(
+        stage_scalars(stage.dir), read_stage_config(Path(stage.config)).get(VALIDATION_KEY))
+        for stage in stages}
     for number, student in enumerate(distilled_students(work_dir), start=1):
         labelled[f'student {number}'] = stage_scalars(student.dir)
     labelled = {label: scalars for label, scalars in labelled.items() if scalars}

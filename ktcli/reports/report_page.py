@@ -55,6 +55,8 @@ def run_section(figures: dict) -> Markup:
         ('backbone options', f'pretrained {run["pretrained"]}, frozen stages '
                              f'{run["frozen_stages"]}, output stride {run["output_stride"]}'),
         ('seeds', ', '.join(map(str, run['seeds'])) or '—'),
+        ('selection', f'validation split {run.get("val_split", "none")}, checkpoint: '
+                      f'{run.get("checkpoint", "last epoch")}'),
         ('trained', f'{run["first_record"]} … {run["last_record"]} '
                     f'({run["stages_in_work_dir"]} stages in the work dir)'),
         ('work dir', figures['work_dir']),
@@ -76,13 +78,22 @@ def sequence_section(figures: dict) -> Markup:
              '—' if s['or_overlap'] is None else f'{s["or_overlap"]:.4f}',
              s['disagreement'], s['oracle_top1'], _minutes(s['train_seconds'])]
             for s in sequence['stages']]
-    parts = [table(['stage', 'backbone', 'top-1 [95% CI]', 'ensemble 1..k top-1 [95% CI]',
-                    'Δ ensemble 1..k − stage 1', 'OR overlap with earlier',
-                    'disagreement with earlier (%)', 'oracle top-1 1..k', 'training time'],
-                   rows, caption=f'{sequence["images"]} test images, averaged-softmax '
+    columns = ['stage', 'backbone', 'top-1 [95% CI]', 'ensemble 1..k top-1 [95% CI]',
+               'Δ ensemble 1..k − stage 1', 'OR overlap with earlier',
+               'disagreement with earlier (%)', 'oracle top-1 1..k', 'training time']
+    held_out = ''
+    checkpoint = figures['run'].get('checkpoint', 'last epoch')
+    chosen = '' if checkpoint == 'last epoch' else f' Each model: its {checkpoint}.'
+    if sequence.get('validation_images'):
+        columns[2:2] = ['val top-1', 'val ensemble 1..k top-1']
+        for row, stage in zip(rows, sequence['stages']):
+            row[2:2] = [stage['val_top1'], stage['val_ensemble_top1']]
+        held_out = (f' Validation: {sequence["validation_images"]} images held out of the '
+                    'training split (--val-split), never the test split.')
+    parts = [table(columns, rows, caption=f'{sequence["images"]} test images, averaged-softmax '
                    'ensemble. Intervals: 95% bootstrap over test images; Δ: paired '
                    'bootstrap interval and McNemar\'s exact p. Oracle: share of images at '
-                   'least one member gets right.', id='stages')]
+                   f'least one member gets right.{held_out}{chosen}', id='stages')]
     best = sequence['ensemble_vs_best_member']
     if best:
         parts.append(tag('p', join(['The ensemble of all stages against its best member '

@@ -9,7 +9,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..stages.stage_data import StageData
 
 OUTPUTS_NAME = 'test_outputs.pt'
+VAL_OUTPUTS_NAME = 'val_outputs.pt'
 # The secret that signs the cached outputs, in a private folder of kt's cache folder.
 KEYS_FOLDER = 'private'
 KEY_NAME = 'test_outputs.key'
@@ -36,13 +37,16 @@ MAX_CACHE_BYTES = 2 ** 30
 
 def split_digest(cfg: 'Config') -> str:
     """A digest of a config's test dataset: type, split, pipeline and the test split's
-    fingerprint (the folder, for a config of an older kt that records none)."""
+    fingerprint (the folder, for a config of an older kt that records none); a dataset
+    with ``indices`` is a validation split, part of the training split, and is named by
+    that split's fingerprint and its indices."""
     from ..stages.portable_config import recorded_fingerprint
     dataset = cfg.test_dataloader.dataset.to_dict()
     fingerprint = recorded_fingerprint(cfg)
     if fingerprint is not None:
         dataset.pop('data_root', None)
-        dataset['fingerprint'] = fingerprint.test
+        dataset['fingerprint'] = (fingerprint.train if 'indices' in dataset
+                                  else fingerprint.test)
     text = json.dumps(dataset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -178,8 +182,10 @@ def _test_batches(cfg: 'Config', model: torch.nn.Module) -> Iterator[Tuple[torch
 def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
                         checkpoint: Union[str, Path], device: str = 'cpu',
                         batch_size: Optional[int] = None,
-                        data: Optional['StageData'] = None) -> Dict[str, torch.Tensor]:
-    """:func:`compute_test_outputs`, cached in the stage directory.
+                        data: Optional['StageData'] = None,
+                        split: str = 'test') -> Dict[str, torch.Tensor]:
+    """:func:`compute_test_outputs`, cached in the stage directory (``split='validation'``:
+    the same on the stage's validation split, cached in ``val_outputs.pt``).
 
     The cache is keyed by the stage digest, the test split
     (:func:`split_digest`: its fingerprint, not its folder) and the sha256 of
@@ -201,11 +207,15 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
             Defaults to None.
         data (StageData, optional): Where the test split is found when the
             outputs are computed. Defaults to None (``--data-root`` not given).
+        split (str): ``'test'`` or ``'validation'``. Defaults to ``'test'``.
     """
     from ..stages.stage_data import StageData
     from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_SPLIT, validation_view
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
+    if split == VALIDATION_SPLIT:
+        cfg, path = validation_view(cfg), Path(stage_dir) / VAL_OUTPUTS_NAME
     identity = f'{digest}:{split_digest(cfg)}:{file_sha256(Path(checkpoint))}\n'.encode()
     with contextlib.suppress(Exception):
         outputs = _signed_outputs(read_capped(path, MAX_CACHE_BYTES), identity)
@@ -237,3 +247,28 @@ def _signed_outputs(content: bytes, identity: bytes) -> Optional[Dict[str, torch
             for name in ('logits', 'labels', 'attention')):
         return None
     return outputs
+
+
+def validation_rows(stages: Sequence, device: str = 'cpu', data: Optional['StageData'] = None,
+                    batch_size: Optional[int] = None) -> Optional[list]:
+    """Each trained stage alone and in the ensemble with those before it on the stages'
+    validation split (:func:`~ktcli.reports.ensemble_figures.ensemble_rows`); None when they
+    were trained without one.
+
+    Args:
+        stages (Sequence[TrainedStage]): A work dir's stages, in order.
+        device (str): Where to run what is not cached. Defaults to ``'cpu'``.
+        data (StageData, optional): Where their data is. Defaults to None.
+        batch_size (int, optional): Overrides the configs' batch size.
+    """
+    from ..stages.stage_files import read_stage_config
+    from ..stages.validation_config import VALIDATION_SPLIT, has_validation_split
+    from .ensemble_figures import ensemble_rows
+    if not stages or not all(has_validation_split(read_stage_config(Path(stage.config)))
+                             for stage in stages):
+        return None
+    outputs = [cached_test_outputs(stage.dir, stage.digest, stage.config, stage.checkpoint,
+                                   device, batch_size, data, VALIDATION_SPLIT)
+               for stage in stages]
+    return ensemble_rows(outputs, [stage.index for stage in stages],
+                         [stage.digest for stage in stages])

@@ -45,6 +45,7 @@ class DistillSettings:
     kd_weight: float = 0.9
     attention_weight: float = 0.0
     seed: int = 0
+    val_split: Optional[str] = None
 
 
 def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
@@ -75,9 +76,10 @@ def members_settings(manifest: Manifest, members: Sequence[TrainedStage],
 def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
                      distill: DistillSettings) -> TrainSettings:
     """The training settings of a student: the members' data, pipeline, schedule and batch,
-    with the student's backbone (the first member's by default), epochs, lr, initialisation
-    and seed. The members' ``--cfg-options`` and ``--vis-backend`` are not applied: they were
-    a command line of whoever trained them, and kt acts on this command's options only.
+    with the student's backbone (the first member's by default), epochs, lr, initialisation,
+    seed and validation split (the members' by default). The members' ``--cfg-options`` and
+    ``--vis-backend`` are not applied: they were a command line of whoever trained them, and
+    kt acts on this command's options only.
 
     Args:
         settings (TrainSettings): The members' settings.
@@ -89,7 +91,7 @@ def student_settings(settings: TrainSettings, members: Sequence[TrainedStage],
         epochs=distill.epochs or settings.epochs,
         lr=settings.lr if distill.lr is None else distill.lr,
         pretrained=distill.pretrained or settings.pretrained, seed=distill.seed,
-        cfg_options=(), vis_backends=())
+        val_split=distill.val_split or settings.val_split, cfg_options=(), vis_backends=())
 
 
 def compose_student_config(student: TrainSettings, members: Sequence[TrainedStage],

@@ -140,10 +140,11 @@ def _free_port() -> int:
 
 
 def train_command(config: Path, work_dir: Path, processes: int = 1,
-                  launcher: str = 'none') -> List[str]:
+                  launcher: str = 'none', validate: bool = False) -> List[str]:
     """The command line that trains (or resumes) one stage.
 
-    One process: ``python tools/train.py`` (without mmengine's validation). Several
+    One process: ``python tools/train.py`` (with mmengine's validation only when
+    ``validate``). Several
     processes on this node
     (or ``launcher='pytorch'``): torchrun. ``launcher='slurm'`` (inside a
     Slurm job, see :mod:`ktcli.stages.stage_job`): srun with one task per
@@ -155,14 +156,18 @@ def train_command(config: Path, work_dir: Path, processes: int = 1,
         processes (int): Data-parallel processes. Defaults to 1.
         launcher (str): ``'none'``, ``'pytorch'`` or ``'slurm'``.
             Defaults to ``'none'``.
+        validate (bool): Run mmengine's val loop every epoch (a stage with a
+            validation split, see :mod:`~ktcli.stages.validation_config`).
+            Defaults to False.
 
     Returns:
         list[str]: The command.
     """
     # kt scores every stage itself once it is trained (its cached test outputs, alone and in
-    # the ensemble), so mmengine's validation would only run the same test split again.
+    # the ensemble), so without a validation split mmengine's validation would only run the
+    # same test split again.
     train = [str(TRAIN_SCRIPT), str(config), '--work-dir', str(work_dir), '--resume',
-             '--no-validate']
+             *([] if validate else ['--no-validate'])]
     if launcher == 'slurm':
         return ['srun', f'--ntasks={processes}', '--kill-on-bad-exit=1',
                 sys.executable, '-u', *train, '--launcher', 'slurm']

@@ -2,11 +2,11 @@
 
 Both files travel with a work dir, so every field kt reads from them is checked here before
 anything uses it: its type, its range, and what it would *do*: paths are exactly where kt
-puts a stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` in it), a
-backbone is one of kt's names or ``timm/<model name>`` (never a path), ``pretrained`` is
-``default``, ``none`` or the digest of a file or URL this user passed (never the file or URL
-itself), and no setting names a folder. Fields kt does not know are kept as they are and
-never read. A problem is one :class:`RecordError` naming the file and the field.
+puts a stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth``
+in it), a backbone is one of kt's names or ``timm/<model name>`` (never a path),
+``pretrained`` is ``default``, ``none`` or the digest of a file or URL this user passed (never
+the file or URL itself), and no setting names a folder. Fields kt does not know are kept as
+they are and never read. A problem is one :class:`RecordError` naming the file and the field.
 """
 import dataclasses
 import functools
@@ -20,7 +20,7 @@ from ..reading import DIGEST, MAX_IMAGE_SIDE, UnsafeFileError, shown
 
 STAGES_DIR = 'stages'
 STATUSES = ('queued', 'running', 'done', 'failed', 'interrupted', 'cancelled')
-CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth')
+CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth|best\.pth')
 # The kind of a distilled student's record.
 DISTILLED = 'distilled'
 _MAX_INT = 2 ** 53
@@ -131,7 +131,7 @@ def check_record(record: Any, where: str) -> dict:
         folder, _, name = str(record['checkpoint']).rpartition('/')
         if (not isinstance(record['checkpoint'], str) or folder != canonical['dir']
                 or not CHECKPOINT_NAME.fullmatch(name)):
-            raise RecordError(f"{where}: checkpoint must be an epoch_N.pth in "
+            raise RecordError(f"{where}: checkpoint must be an epoch_N.pth or best.pth in "
                               f"{canonical['dir']}, not {shown(record['checkpoint'])}")
     if 'settings' in record:
         check_settings(record['settings'], f'{where}: settings')
@@ -265,7 +265,9 @@ def _setting_meanings() -> Dict[str, tuple]:
     """Each setting's meaning: what it must be for kt to act on it, and how a message says
     it (built on first use: the tables live in modules that import this one)."""
     from ..data.specs import DATASETS
+    from ..data.validation_split import is_val_split
     from .stage_config import VIS_BACKENDS
+    from .validation_config import CHECKPOINT_RULES
     return {
         'dataset': (lambda value: value in DATASETS, f'one of {", ".join(DATASETS)}'),
         'backbone': (_backbones, "kt's backbone names or timm/<model name>, comma-separated "
@@ -292,6 +294,10 @@ def _setting_meanings() -> Dict[str, tuple]:
         'vis_backends': (lambda value: all(name in VIS_BACKENDS for name in value),
                          f'names among {", ".join(VIS_BACKENDS)}'),
         'data_fingerprint': (_fingerprint, 'null or a fingerprint of a known dataset'),
+        'val_split': (is_val_split, 'none, official, a fraction in (0, 1) or a number of '
+                      'images per class'),
+        'checkpoint': (lambda value: value in CHECKPOINT_RULES,
+                       f'one of {", ".join(CHECKPOINT_RULES)}'),
     }
 
 

@@ -29,6 +29,7 @@ from .planned_stage import PlannedStage
 from .stage_claim import refuse_if_live
 from .stage_files import write_stage_config
 from .stage_training import train_recorded_stage
+from .validation_config import validates
 
 # Seconds a stopped kt waits for its stages to stop on their own, then after a SIGINT.
 STOP_GRACE = (5, 25)
@@ -235,7 +236,8 @@ class LocalScheduler:
             prefix = f'[{stage.label}] ' if self.parallel > 1 else ''
             progress.console.print(prefix + line, markup=False, highlight=False)
 
-        command = (train_command(stage.config_path, stage.dir, self.processes, self.launcher)
+        command = (train_command(stage.config_path, stage.dir, self.processes, self.launcher,
+                                  validates(stage.cfg))
                    + stage.inputs.arguments())
         try:
             train_recorded_stage(manifest, stage, command, show,

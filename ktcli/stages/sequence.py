@@ -20,6 +20,7 @@ from .scheduler import unique_stages
 from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
 from .stage_data import StageData
 from .stage_files import CONFIG_DATA, check_config, write_stage_config
+from .validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
 from .work_dir import DISTILLED, STUDENT_INDEX
 
 
@@ -37,14 +38,38 @@ class StageResult:
     train_seconds: float
     correct: np.ndarray = field(repr=False)
     ensemble_correct: np.ndarray = field(repr=False)
+    # The same on the validation split, for stages trained with one (else None).
+    validation: Optional['SplitScores'] = None
 
     def record(self) -> dict:
-        """The figures, JSON-ready, with the counts the accuracies come from."""
-        return dict(index=self.index, digest=self.digest, reused=self.reused,
-                    images=len(self.correct), top1_correct=int(self.correct.sum()),
-                    top1=self.top1, ensemble_top1_correct=int(self.ensemble_correct.sum()),
-                    ensemble_top1=self.ensemble_top1, or_overlap=self.or_overlap,
-                    train_seconds=self.train_seconds)
+        """The figures, JSON-ready, with the counts the accuracies come from (and the
+        validation split's, for stages trained with one)."""
+        record = dict(index=self.index, digest=self.digest, reused=self.reused,
+                      images=len(self.correct), top1_correct=int(self.correct.sum()),
+                      top1=self.top1, ensemble_top1_correct=int(self.ensemble_correct.sum()),
+                      ensemble_top1=self.ensemble_top1, or_overlap=self.or_overlap,
+                      train_seconds=self.train_seconds)
+        if self.validation is not None:
+            record.update(self.validation.record())
+        return record
+
+
+@dataclass
+class SplitScores:
+    """A stage's top-1 alone and in the ensemble with the stages before it on the
+    validation split, and which validation images each gets right."""
+
+    top1: float
+    ensemble_top1: float
+    correct: np.ndarray = field(repr=False)
+    ensemble_correct: np.ndarray = field(repr=False)
+
+    def record(self) -> dict:
+        """The figures as ``results.json`` keeps them (``val_`` fields)."""
+        return dict(val_images=len(self.correct), val_top1_correct=int(self.correct.sum()),
+                    val_top1=self.top1,
+                    val_ensemble_top1_correct=int(self.ensemble_correct.sum()),
+                    val_ensemble_top1=self.ensemble_top1)
 
 
 def check_overrides(cfg, overrides) -> None:
@@ -184,7 +209,7 @@ class SequenceTrainer:
         portable, inputs = portable_config(cfg)
         digest = stage_digest(portable, teachers, self.settings.processes)
         stage_dir = self.work_dir / STAGES_DIR / digest
-        checkpoint = stage_dir / f'epoch_{cfg.train_cfg.max_epochs}.pth'
+        checkpoint = stage_dir / checkpoint_name(cfg)
         return PlannedStage(index, digest, portable, stage_dir, stage_dir / CONFIG_DATA,
                             checkpoint, teachers, label, inputs)
 
@@ -211,14 +236,16 @@ class SequenceTrainer:
             outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
                                                stage.checkpoint, self.device, data=self.data))
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
+        validation = self._validation_scores(stages)
         results = []
-        for row, was_reused in zip(rows, reused):
+        for position, (row, was_reused) in enumerate(zip(rows, reused)):
             record = self.manifest.update(row.digest, top1=row.top1,
                                           settings=self.settings.to_record())
             results.append(StageResult(row.index, row.digest, was_reused, row.top1,
                                        row.ensemble_top1, row.or_overlap,
                                        record.get('train_seconds', 0.0), row.correct,
-                                       row.ensemble_correct))
+                                       row.ensemble_correct,
+                                       validation and validation[position]))
         if not independent:
             self.made_current = self.manifest.set_sequence(
                 [s.digest for s in stages], [result.record() for result in results],
@@ -227,6 +254,18 @@ class SequenceTrainer:
                 for stage in stages:
                     self._link(stage)
         return results
+
+    def _validation_scores(self, stages: List[PlannedStage]) -> Optional[List[SplitScores]]:
+        """Each stage's scores on the validation split, alone and with those before it
+        (None for stages trained without one)."""
+        if not has_validation_split(stages[0].cfg):
+            return None
+        outputs = [cached_test_outputs(stage.dir, stage.digest, stage.config_path,
+                                       stage.checkpoint, self.device, data=self.data,
+                                       split=VALIDATION_SPLIT) for stage in stages]
+        rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
+        return [SplitScores(row.top1, row.ensemble_top1, row.correct, row.ensemble_correct)
+                for row in rows]
 
     def distil(self, cfg, members: List[str]) -> Optional[StageResult]:
         """Train (or reuse) a student distilled from the stages ``members`` and score it.

@@ -11,11 +11,14 @@ from mmengine.config import Config
 
 from ..data.fingerprint import DataFingerprint
 from ..data.specs import dataset_spec
+from ..data.validation_split import NONE
 from ..errors import UserError
 from ..resources import CONFIG_ROOT
 from .backbones import backbone_config, configure_backbone
 from .portable_config import FINGERPRINT_KEY, portable_pretrained, recorded_fingerprint
 from .runner_config import require_gpu
+from .validation_config import (BEST_TEST, CHECKPOINT_KEY, LAST, add_validation_split,
+                                keep_best_checkpoint)
 
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
 PRETRAINED_BACKBONE_LR_MULT = 0.1
@@ -40,6 +43,10 @@ class TrainSettings:
 
     ``data_root`` is where the data is on this machine (a run-time input, never recorded)
     and ``data_fingerprint`` what it is (recorded, and covered by the digests).
+    ``val_split`` is ``--val-split``: ``none`` (the default) or the validation split the
+    stages are scored on every epoch (covered by the digests through the training indices);
+    ``checkpoint`` the epoch a stage hands on (``last``, the default, leaves digests as
+    they were; a best epoch is in the digest).
     """
 
     dataset: str
@@ -61,6 +68,10 @@ class TrainSettings:
     cfg_options: Tuple[Tuple[str, object], ...] = ()
     vis_backends: Tuple[str, ...] = ()
     data_fingerprint: Optional[DataFingerprint] = None
+    # Images held out of the training split for validation (ktcli.data.validation_split).
+    val_split: str = 'none'
+    # Which epoch each stage hands on: last, best-val or best-test (validation_config).
+    checkpoint: str = 'last'
 
     def to_record(self) -> dict:
         """The settings as JSON data (kept in each stage's record): no folder of this
@@ -170,6 +181,11 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
                                        data_preprocessor=t.config.get('data_preprocessor')),
                            checkpoint=str(t.checkpoint))
                       for t in teachers])]
+    if settings.val_split != NONE:
+        add_validation_split(cfg, settings.dataset, settings.data_root, settings.val_split,
+                             settings.data_fingerprint and settings.data_fingerprint.train)
+    if settings.checkpoint != LAST:
+        keep_best_checkpoint(cfg, settings.checkpoint)
     cfg.merge_from_dict(dict(settings.cfg_options))
     if settings.data_fingerprint is not None:
         cfg[FINGERPRINT_KEY] = settings.data_fingerprint.to_record()
@@ -233,6 +249,12 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
         epoch_seeding=cfg.default_hooks.get('epoch_seed'),
         teachers=list(teacher_digests),
     )
+    if cfg.get(CHECKPOINT_KEY, LAST) != LAST:
+        # A best epoch is chosen by the val loop's split: its rule and, for best-test, the
+        # test split (by fingerprint) decide the weights handed on.
+        fingerprint = recorded_fingerprint(cfg)
+        payload['checkpoint'] = dict(rule=cfg[CHECKPOINT_KEY], test=(
+            fingerprint and fingerprint.test if cfg[CHECKPOINT_KEY] == BEST_TEST else None))
     text = json.dumps(payload, sort_keys=True, default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -150,6 +150,9 @@ def config_problem(data: Any) -> Optional[str]:
 
 def _shape_problem(data: dict) -> Optional[str]:
     """What kt itself reads from a stage config, if it is missing or of the wrong kind."""
+    problem = _selection_problem(data)
+    if problem:
+        return problem
     for where in ('model', 'model.backbone', 'model.head', 'test_dataloader',
                   'test_dataloader.dataset'):
         value = _at(data, where)
@@ -196,6 +199,23 @@ def _reach_problem(data: dict) -> Optional[str]:
             place = f'{where}.{key}' if where else key
             return (f'names {shown(value)} at test_dataloader.dataset.{place}: dataset files '
                     'lie below the data folder')
+    return None
+
+
+def _selection_problem(data: dict) -> Optional[str]:
+    """A validation split or checkpoint rule kt would not write (validation_config)."""
+    from .validation_config import (CHECKPOINT_KEY, CHECKPOINT_RULES, TEST_SPLIT,
+                                    VALIDATION_KEY, VALIDATION_SPLIT)
+    if data.get(VALIDATION_KEY, TEST_SPLIT) not in (VALIDATION_SPLIT, TEST_SPLIT):
+        return f'has {VALIDATION_KEY} {shown(data.get(VALIDATION_KEY))}, not validation or test'
+    if data.get(CHECKPOINT_KEY, CHECKPOINT_RULES[0]) not in CHECKPOINT_RULES:
+        return (f'has {CHECKPOINT_KEY} {shown(data.get(CHECKPOINT_KEY))}, not one of '
+                f'{", ".join(CHECKPOINT_RULES)}')
+    if data.get(VALIDATION_KEY) == VALIDATION_SPLIT:
+        dataset = _at(data, 'val_dataloader.dataset')
+        if not (isinstance(dataset, dict) and isinstance(dataset.get('type'), str)
+                and isinstance(dataset.get('pipeline'), list)):
+            return 'has a validation split but no val_dataloader.dataset with a type and pipeline'
     return None
 
 

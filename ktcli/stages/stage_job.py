@@ -26,6 +26,7 @@ from .records import record_paths
 from .stage_data import StageData
 from .stage_files import read_stage_config
 from .stage_training import train_recorded_stage
+from .validation_config import validates
 
 
 class Stopped(Exception):
@@ -72,7 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         # One process needs no srun; several are one srun step over the job's tasks.
         launcher = 'slurm' if args.processes > 1 else 'none'
         inputs = RunInputs(str(StageData(args.data_root).root(stage.cfg)), args.pretrained)
-        command = (train_command(stage.config_path, stage.dir, args.processes, launcher)
+        command = (train_command(stage.config_path, stage.dir, args.processes, launcher,
+                                  validates(stage.cfg))
                    + inputs.arguments())
         # Slurm signals every process of the job, this one too, when it stops the job from
         # outside; srun signals only its tasks when one of them fails.
