@@ -148,11 +148,7 @@ def _bomb_in_dataset(command: str) -> Callable[[Received], list]:
             split.write('99999 1\n')
         with open(data / 'image_class_labels.txt', 'a') as labels:
             labels.write(f'99999 {int(folder.name.split(".")[0])}\n')
-        ctx.demo_root = data
-        if command == 'check':
-            return ['data', 'check', 'demo', '--data-root', data]
-        ctx.work = ctx.scratch / 'work'
-        return ctx.train_args(1)
+        return ctx.on_tampered_data(data, command)
     return prepare
 
 

@@ -85,6 +85,15 @@ class Received:
                 'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
                 '--work-dir', self.work, '--n', str(n), *extra]
 
+    def on_tampered_data(self, data: Path, command: str) -> list:
+        """``kt data check`` (command ``'check'``) or a one-stage ``kt train`` of a new work
+        dir on the tampered copy ``data`` of the demo data."""
+        self.demo_root = data
+        if command == 'check':
+            return ['data', 'check', 'demo', '--data-root', data]
+        self.work = self.scratch / 'work'
+        return self.train_args(1)
+
 
 def received(base: Path, work_dir: Path, demo_root: Path, exports: Dict[str, Path]) -> Received:
     """A fresh copy of ``work_dir`` and of the exports under ``base``, and a sentinel."""

@@ -178,11 +178,7 @@ def _fifo_image(command: str) -> Callable[[Received], list]:
         image = sorted((data / 'images').rglob('*.jpg'))[0]
         image.unlink()
         os.mkfifo(image)
-        ctx.demo_root = data
-        if command == 'check':
-            return ['data', 'check', 'demo', '--data-root', data]
-        ctx.work = ctx.scratch / 'work'
-        return ctx.train_args(1)
+        return ctx.on_tampered_data(data, command)
     return prepare
 
 

@@ -186,6 +186,17 @@ def _commands(ctx, target: str) -> List[list]:
     return [['status', ctx.work], ['ensemble', ctx.work]]
 
 
+def _ends_in_one_line(result, what: str, command: list) -> Tuple[str, str]:
+    """Assert that a command succeeded or refused in one line without a traceback; return
+    its output and the description a failed assertion prints."""
+    output = result.stdout + result.stderr
+    where = f'{what} -> kt {" ".join(map(str, command))}: {output[-2000:]}'
+    assert result.returncode in (0, 2), where
+    assert 'Traceback' not in output, where
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1, where
+    return output, where
+
+
 def test_fuzzed_work_dirs_and_exports_end_in_one_line(template, fuzz_kt, tmp_path_factory,
                                                      trained_work_dir, demo_root, exported):
     pristine, paths = template
@@ -201,11 +212,7 @@ def test_fuzzed_work_dirs_and_exports_end_in_one_line(template, fuzz_kt, tmp_pat
         _mutate(ctx, target, changes)
         for command in _commands(ctx, target):
             result = fuzz_kt.run(*command)
-            output = result.stdout + result.stderr
-            where = f'{target} {changes} -> kt {" ".join(map(str, command))}: {output[-2000:]}'
-            assert result.returncode in (0, 2), where
-            assert 'Traceback' not in output, where
-            assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1, where
+            output, where = _ends_in_one_line(result, f'{target} {changes}', command)
             assert ZEN not in output and not ctx.marker.exists(), where
             assert PAYLOAD_MARKER not in output, where
             assert snapshot(ctx.outside) == before, where
@@ -298,11 +305,7 @@ def test_hostile_setting_values_do_nothing(field, slurm_kt, tmp_path_factory, tr
                     ctx.train_args(2, '--launcher', 'slurm')]
         for command in commands:
             result = server.run(*command)
-            output = result.stdout + result.stderr
-            where = f'{field}={value!r} -> kt {" ".join(map(str, command))}: {output[-2000:]}'
-            assert result.returncode in (0, 2), where
-            assert 'Traceback' not in output, where
-            assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1, where
+            output, where = _ends_in_one_line(result, f'{field}={value!r}', command)
             assert not ctx.marker.exists() and PAYLOAD_MARKER not in output, where
             assert snapshot(ctx.outside) == before, where
             assert not (state / 'scancel.calls').exists(), where
