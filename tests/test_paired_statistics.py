@@ -155,6 +155,14 @@ def test_resolution_says_what_a_table_can_resolve():
     assert '(95% half-widths 1.5-3.0)' in text
 
 
+
+def test_a_split_where_every_pair_agrees_resolves_no_less_than_one_image():
+    identical = compare_paired(*pair(both=6, first_only=0, second_only=0, neither=3))
+    assert identical.half_width == 0
+    assert resolution([identical], 9).startswith(
+        'on 9 test images: resolves differences of about ±11.1 points;')
+
+
 def test_error_structure_of_three_members():
     # Ten images of class 0; a wrong member predicts class 1. A is wrong on images 0, 1;
     # B on 1, 2; C on 0-3. All three are wrong only on image 1: oracle 9 of 10.

@@ -68,6 +68,8 @@ def test_class_with_too_few_images_is_refused_in_one_line():
     stratified_split(LABELS, SplitChoice(per_class=2), 'fingerprint-a')
     with pytest.raises(UserError, match='class 0 has 1 training image, too few'):
         stratified_split([0, 1, 1], SplitChoice(fraction=0.5), 'fingerprint-a')
+    with pytest.raises(UserError, match='class red has 1 training image, too few'):
+        stratified_split([0, 1, 1], SplitChoice(fraction=0.5), 'fingerprint-a', ('red', 'blue'))
 
 
 def test_official_split_of_a_fake_aircraft_layout(tmp_path):

@@ -84,8 +84,8 @@ def is_val_split(value: object) -> bool:
         return False
 
 
-def stratified_split(labels: Sequence[int], choice: SplitChoice,
-                     seed_text: str) -> Tuple[List[int], List[int]]:
+def stratified_split(labels: Sequence[int], choice: SplitChoice, seed_text: str,
+                     class_names: Sequence[str] = ()) -> Tuple[List[int], List[int]]:
     """Indices of the training and validation images, each class split on its own.
 
     A fraction takes ``round(fraction * n)`` of a class's n images, at least one; K per
@@ -97,6 +97,8 @@ def stratified_split(labels: Sequence[int], choice: SplitChoice,
         choice (SplitChoice): A fraction or a number per class.
         seed_text (str): What the shuffle is seeded from (the training
             split's fingerprint).
+        class_names (Sequence[str]): The class names, by label, for the
+            message. Defaults to () (the label is named).
 
     Returns:
         tuple[list[int], list[int]]: Training and validation indices, each
@@ -115,7 +117,8 @@ def stratified_split(labels: Sequence[int], choice: SplitChoice,
         wanted = (choice.per_class if choice.per_class is not None
                   else max(1, round(choice.fraction * len(members))))
         if wanted >= len(members):
-            raise UserError(f'class {label} has {len(members)} training image'
+            name = class_names[label] if label < len(class_names) else label
+            raise UserError(f'class {name} has {len(members)} training image'
                             f'{"s" if len(members) != 1 else ""}, too few to validate on '
                             f'{wanted} and train on the rest; pick a smaller --val-split')
         validation.extend(_shuffled(members, f'{seed_text}:{label}')[:wanted])
@@ -186,9 +189,11 @@ def split_training_set(dataset: str, root: Path, choice: SplitChoice,
     if choice.official and dataset not in OFFICIAL_VAL_LISTS:
         raise UserError(f'--val-split official: {dataset} has no official validation split; '
                         'pick a fraction (0.2) or a number of images per class (5)')
-    samples = next(iter(split_samples(dataset, Path(root)))).samples
+    training = next(iter(split_samples(dataset, Path(root))))
+    samples = training.samples
     if not choice.official:
-        return stratified_split([label for _, label in samples], choice, seed_text)
+        return stratified_split([label for _, label in samples], choice, seed_text,
+                                training.classes)
     list_file = Path(root) / OFFICIAL_VAL_LISTS[dataset]
     return official_split([path.stem for path, _ in samples], read_name_list(list_file),
                           str(list_file))

@@ -400,7 +400,9 @@ def resolution(comparisons: Sequence, images: int, seeds: int = 1) -> str:
         ±1.2 points (95% half-widths 0.9-1.4); a smaller difference is not
         resolved'`` ('' without comparisons).
     """
-    widths = sorted(c.half_width for c in comparisons)
+    # No test split resolves less than one image: when every pair agrees (a tiny split, or
+    # identical models) the bootstrap's half-width is 0, which is no resolution at all.
+    widths = sorted(max(c.half_width, 100 / images) for c in comparisons)
     if not widths:
         return ''
     low, high = f'{widths[0]:.1f}', f'{widths[-1]:.1f}'
