@@ -12,9 +12,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmpretrain.registry import HOOKS
 
-from ktcli.stages.validation_config import BEST_CHECKPOINT
 from ktcli.writing import write_atomically
 
+# The best epoch's weights, the file a stage with --checkpoint best-val|best-test hands on.
+BEST_CHECKPOINT = 'best.pth'
 # What the hook has seen: the last validated epoch, the best epoch and its top-1.
 BEST_RECORD = 'best_checkpoint.json'
 METRIC = 'accuracy/top1'

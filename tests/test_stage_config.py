@@ -290,7 +290,8 @@ def test_a_validation_split_is_held_out_of_training_and_in_the_digest(demo_root)
     # The split's images are scored under the training split's fingerprint.
     view = validation_view(portable_config(cfg)[0])
     assert split_digest(view) != split_digest(portable_config(cfg)[0])
-    with pytest.raises(UserError, match='class 0 has 3 training images, too few'):
+    with pytest.raises(UserError, match='class round-red-plain-forktail-paleleg has 3 training '
+                       'images, too few'):
         compose_stage_config(split('3'), [], WORK)
 
 

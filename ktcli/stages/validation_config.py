@@ -27,8 +27,6 @@ CHECKPOINT_KEY = 'kt_checkpoint'
 LAST, BEST_VAL, BEST_TEST = 'last', 'best-val', 'best-test'
 CHECKPOINT_RULES = (LAST, BEST_VAL, BEST_TEST)
 SELECTED_ON_TEST = 'selected on the test set'
-# The file of a best-epoch stage's weights (registry_plugins/best_checkpoint_hook.py).
-BEST_CHECKPOINT = 'best.pth'
 CHECKPOINT_LABELS = {LAST: 'last epoch', BEST_VAL: 'best epoch on validation',
                      BEST_TEST: f'best epoch on test ({SELECTED_ON_TEST})'}
 
@@ -135,6 +133,8 @@ def checkpoint_name(cfg: 'Config') -> str:
     """The file of a stage's final weights: ``epoch_<last>.pth`` or ``best.pth``."""
     if checkpoint_rule(cfg) == LAST:
         return f'epoch_{cfg.train_cfg.max_epochs}.pth'
+    # The hook that writes it names it (the plugins never import the CLI; loaded on use).
+    from registry_plugins.best_checkpoint_hook import BEST_CHECKPOINT
     return BEST_CHECKPOINT
 
 
