@@ -1,4 +1,4 @@
-"""The ``--device`` of the commands that run a model: checked before anything loads."""
+"""The devices a command asks for (``--device``, ``--amp``): checked before anything loads."""
 from .errors import UserError
 
 
@@ -32,3 +32,10 @@ def checked_device(device: str) -> str:
         raise UserError(f'--device {device}: this machine has {count} GPU(s), '
                         f'cuda:0 to cuda:{count - 1}')
     return device
+
+
+def require_gpu(option: str) -> None:
+    """Refuse ``option`` (mixed precision) on a machine without CUDA."""
+    import torch
+    if not torch.cuda.is_available():
+        raise UserError(f'{option} needs a GPU (mixed precision runs on CUDA); drop it here')

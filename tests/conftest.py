@@ -137,7 +137,7 @@ def cached_outputs(path: Path) -> dict:
 
     import torch
 
-    from ktcli.reports.test_outputs import CACHE_MAGIC
+    from ktcli.scoring.test_outputs import CACHE_MAGIC
     payload = Path(path).read_bytes()[len(CACHE_MAGIC) + 65:]
     return torch.load(io.BytesIO(payload), weights_only=True)
 

@@ -60,7 +60,7 @@ def serve() -> None:
     """The server's loop: one JSON request per line in, one reply per line out."""
     import ktcli.main  # noqa: F401  (the imports every child shares)
     import registry_plugins  # noqa: F401
-    from ktcli.stages.stage_files import registered_types
+    from ktcli.stages.config_files import registered_types
     registered_types()
     replies = sys.stdout
     for line in sys.stdin:

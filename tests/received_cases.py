@@ -173,8 +173,8 @@ def _forged_test_outputs(ctx: Received) -> list:
     import io
 
     import torch
-    from ktcli.reports.test_outputs import CACHE_MAGIC, split_digest
-    from ktcli.stages.stage_files import read_stage_config
+    from ktcli.scoring.test_outputs import CACHE_MAGIC, split_digest
+    from ktcli.stages.config_files import read_stage_config
     stage = ctx.stage(1)
     content = (stage / 'test_outputs.pt').read_bytes()
     outputs = torch.load(io.BytesIO(content[len(CACHE_MAGIC) + 65:]), weights_only=True)

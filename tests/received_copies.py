@@ -73,11 +73,11 @@ class Received:
         """The digest stage ``n`` of the sequence will have (planned from the settings the
         records keep, as ``kt train`` with :meth:`train_args` plans it)."""
         from ktcli.stages.manifest import Manifest
-        from ktcli.stages.sequence import SequenceTrainer
-        from ktcli.stages.stage_config import TrainSettings
-        manifest = Manifest(self.work)
+        from ktcli.stages.sequence import WorkDirSequences
+        from ktcli.stages.settings import TrainSettings
+        manifest = Manifest(self.work, writable=False)
         settings = TrainSettings.from_record(manifest.stage(manifest.chain[0])['settings'])
-        return SequenceTrainer(self.work, settings, scheduler=None).plan(n)[-1].digest
+        return WorkDirSequences(self.work, scheduler=None).sequence(settings).plan(n)[-1].digest
 
     def train_args(self, n: int, *extra: str) -> list:
         """``kt train`` with the settings the work dir was trained with."""

@@ -134,7 +134,7 @@ def _forged_signed_outputs(ctx: Received) -> list:
     """Stage 1's cache as this machine signed it, with its logits made perfect and the
     signature kept."""
     import torch
-    from ktcli.reports.test_outputs import CACHE_MAGIC
+    from ktcli.scoring.test_outputs import CACHE_MAGIC
     cache = ctx.stage(1) / 'test_outputs.pt'
     content = cache.read_bytes()
     header = content[:len(CACHE_MAGIC) + 65]
@@ -256,7 +256,8 @@ def _lock_folder(ctx: Received) -> list:
     lock.unlink(missing_ok=True)
     lock.mkdir()
     (ctx.work / 'kt_manifest.json').unlink()
-    return ['status', ctx.work]
+    # A command that writes takes the lock (kt status only reads: it never opens the lock).
+    return ctx.train_args(1)
 
 
 MEANING_CASES = [
@@ -313,7 +314,7 @@ MEANING_CASES = [
     Case('D13: a TorchScript forward expanding to 8 PB (kt predict)',
          _torchscript(_expanding_to_petabytes),
          'failed when run'),
-    Case('D14: .kt_manifest.lock a folder (kt status)', _lock_folder, 'is a folder'),
+    Case('D14: .kt_manifest.lock a folder (kt train)', _lock_folder, 'is a folder'),
     Case('config.json: a timm backbone fetching pretrained weights from a URL (kt predict)',
          _fetching_backbone, 'sets pretrained True at model.backbone', after=_no_connection),
 ]

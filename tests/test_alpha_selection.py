@@ -7,8 +7,8 @@ import torch
 from ktcli.commands.ablate import choice_text, marked_row_note
 from ktcli.errors import UserError
 from ktcli.reports.alpha_selection import choose_alpha, validation_ensembles
-from ktcli.reports.ensemble_figures import ensemble_rows
-from ktcli.reports.paired_statistics import compare_replicates
+from ktcli.scoring.ensemble_figures import ensemble_rows
+from ktcli.scoring.paired_statistics import compare_replicates
 from ktcli.stages.sequence import SplitScores, StageResult
 
 LABELS = torch.tensor([0, 1, 2, 0, 1])

@@ -92,7 +92,7 @@ def test_an_unreachable_pretrained_url_is_one_line_naming_the_fixes(tmp_path, mo
 
 
 def test_top5_is_dropped_for_datasets_of_fewer_than_5_classes():
-    from ktcli.stages.runner_config import fit_topk_to_classes
+    from ktcli.runner import fit_topk_to_classes
 
     evaluator = dict(type='Accuracy', topk=(1, 5))
     cfg = Config(dict(model=dict(head=dict(num_classes=3)), val_evaluator=evaluator,

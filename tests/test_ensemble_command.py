@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import ktcli.reports.test_outputs
+import ktcli.scoring.test_outputs
 from ktcli.main import app
 from registry_plugins import orthogonal_loss
 
@@ -81,7 +81,7 @@ def test_later_reports_use_the_cache_without_a_forward_pass(work_dir, tmp_path, 
     def no_forward(*args, **kwargs):
         raise AssertionError('a model was run although its outputs are cached')
 
-    monkeypatch.setattr(ktcli.reports.test_outputs, 'compute_test_outputs', no_forward)
+    monkeypatch.setattr(ktcli.scoring.test_outputs, 'compute_test_outputs', no_forward)
     invoke(str(work_dir), '--fusion', 'logits', '--models', '2,1', '--json',
            str(tmp_path / 'l.json'))
     rows = json.loads((tmp_path / 'l.json').read_text())['stages']

@@ -41,8 +41,8 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     """Append a stage like stage 1 but with these backbone strides and untrained weights."""
     import torch
 
+    from ktcli.stages.config_files import read_stage_config, write_stage_config
     from ktcli.stages.manifest import Manifest
-    from ktcli.stages.stage_files import read_stage_config, write_stage_config
     from ktcli.stages.work_dir import trained_stages
     from registry_plugins import build_model_from_config
 

@@ -5,8 +5,8 @@ import copy
 import torch
 from mmengine.config import Config
 
-from ktcli.reports import test_outputs
-from ktcli.reports.frozen_features import FROZEN_FEATURES
+from ktcli.scoring import test_outputs
+from ktcli.scoring.frozen_features import FROZEN_FEATURES
 from registry_plugins import build_model_from_config
 
 from .conftest import REPO, write_tiny_config

@@ -1,4 +1,4 @@
-"""Paired statistics (ktcli/reports/paired_statistics.py) on constructed prediction vectors,
+"""Paired statistics (ktcli/scoring/paired_statistics.py) on constructed prediction vectors,
 against hand-computed values."""
 import math
 
@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ktcli.reports.ensemble_figures import error_structure, topk_accuracy
-from ktcli.reports.paired_statistics import (
-    NOT_RESOLVED,
-    bootstrap_means,
-    compare_paired,
-    compare_replicates,
-    comparison_text,
-    estimate_accuracy,
-    mcnemar_exact_p,
-    percent,
-    resolution,
-    verdict,
-)
+from ktcli.scoring.ensemble_figures import error_structure, topk_accuracy
+from ktcli.scoring.paired_statistics import (NOT_RESOLVED, bootstrap_means, compare_paired,
+                                             compare_replicates, comparison_text,
+                                             estimate_accuracy, mcnemar_exact_p, percent,
+                                             resolution, verdict)
 
 
 def pair(both: int, first_only: int, second_only: int, neither: int) -> tuple:

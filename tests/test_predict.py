@@ -116,8 +116,7 @@ def test_preparation_reproduces_the_test_pipeline(three_members, demo_root):
     from mmpretrain.registry import DATASETS
 
     from ktcli.commands.predict import fit_to_input
-    from ktcli.stages.stage_data import StageData
-    from ktcli.stages.work_dir import trained_stages
+    from ktcli.stages.work_dir import StageData, trained_stages
 
     cfg = Config.fromfile(str(trained_stages(three_members, [1])[0].config))
     dataset = DATASETS.build(StageData(demo_root).config(cfg).test_dataloader.dataset)

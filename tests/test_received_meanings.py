@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from ktcli import writing
-from ktcli.reports import run_facts, test_outputs
-from ktcli.stages.records import RecordError, check_ablation
+from ktcli.reports import run_facts
+from ktcli.reports.ablation_records import check_ablation
+from ktcli.scoring import test_outputs
+from ktcli.stages.records import RecordError
 
 from .test_stage_scheduling import sbatch_calls, tiny
 

@@ -152,7 +152,8 @@ def test_a_broken_manifest_is_rebuilt_from_the_stage_directories(tmp_path, train
     assert kt('ensemble', trained_work_dir, '--json', tmp_path / 'reference.json').returncode == 0
     work_dir = received_copy(trained_work_dir, tmp_path / 'work')
     manifest = work_dir / 'kt_manifest.json'
-    manifest.write_text(manifest.read_text()[:50])  # truncated
+    truncated = manifest.read_text()[:50]
+    manifest.write_text(truncated)
     result = kt('ensemble', work_dir, '--json', tmp_path / 'rebuilt.json')
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f'{manifest} is not readable JSON (')
@@ -162,8 +163,9 @@ def test_a_broken_manifest_is_rebuilt_from_the_stage_directories(tmp_path, train
     figures = [json.loads((tmp_path / f'{name}.json').read_text())
                for name in ('reference', 'rebuilt')]
     assert figures[0] == figures[1]
-    assert json.loads(manifest.read_text())['chain'] == json.loads(
-        (trained_work_dir / 'kt_manifest.json').read_text())['chain']
+    # kt ensemble only reads: it rebuilt the manifest in memory and left the file alone (a
+    # command that trains rewrites it: tests/test_manifest.py).
+    assert manifest.read_text() == truncated
 
 
 def test_models_default_to_the_finished_stages(tmp_path, trained_work_dir):
@@ -444,7 +446,7 @@ from pathlib import Path
 from ktcli.errors import UserError
 from ktcli.stages.manifest import Manifest
 from ktcli.stages.planned_stage import PlannedStage
-from ktcli.stages.stage_claim import claim_stage
+from ktcli.stages.stage_training import claim_stage
 manifest = Manifest(Path({str(work_dir)!r}))
 stage = PlannedStage(2, {digest!r}, None, Path({str(work_dir / 'stages' / digest)!r}),
                      None, None, [], 'two')

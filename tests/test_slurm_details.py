@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ktcli import writing
+from ktcli.runner import job_port, slurm_rendezvous
 from ktcli.stages.launcher import StageRun, run_stage
-from ktcli.stages.slurm_jobs import job_states
-from ktcli.stages.slurm_process_group import job_port, slurm_rendezvous
+from ktcli.stages.slurm import job_states
 
 from .conftest import TINY_CONFIG
 
@@ -89,7 +89,7 @@ def test_slurm_cpus_follow_the_allocation(monkeypatch, env, cpus):
 
 
 def test_a_slurm_job_sets_torch_threads_and_loader_workers(monkeypatch, tmp_path):
-    from ktcli.stages.runner_config import load_config
+    from ktcli.runner import load_config
     threads = torch.get_num_threads()
     for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'SLURM_STEP_ID'):
         monkeypatch.delenv(name, raising=False)

@@ -7,16 +7,11 @@ from mmengine.config import Config
 
 from ktcli.data.fingerprint import DataFingerprint
 from ktcli.errors import UserError
-from ktcli.reports.test_outputs import split_digest
+from ktcli.scoring.test_outputs import split_digest
 from ktcli.stages.portable_config import RunInputs, portable_config, runtime_config
+from ktcli.stages.settings import Teacher, TrainSettings
+from ktcli.stages.stage_config import compose_stage_config, stage_digest
 from ktcli.stages.validation_config import checkpoint_name, validation_view
-from ktcli.stages.stage_config import (
-    Teacher,
-    TrainSettings,
-    compose_stage_config,
-    parse_cfg_options,
-    stage_digest,
-)
 
 WORK = Path('/tmp/kt-stage-config-test')
 
@@ -228,12 +223,6 @@ def test_vis_backend_without_its_package_is_a_clear_error(monkeypatch):
         compose_stage_config(settings(vis_backends=('paper', )), [], WORK)
 
 
-def test_cfg_options_are_parsed_like_mmengine():
-    assert parse_cfg_options(['a.b=1', 'c=[1,2]', 'd=x']) == {'a.b': 1, 'c': [1, 2], 'd': 'x'}
-    with pytest.raises(UserError, match='KEY=VALUE'):
-        parse_cfg_options(['novalue'])
-
-
 def test_amp_selects_mmengine_amp_wrapper_and_needs_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(UserError, match='--amp needs a GPU'):
@@ -341,7 +330,7 @@ def test_a_received_config_with_a_selection_kt_would_not_write_is_refused(demo_r
     import json
 
     from ktcli.data.fingerprint import dataset_fingerprint
-    from ktcli.stages.stage_files import config_problem
+    from ktcli.stages.config_files import config_problem
     cfg = compose_stage_config(settings(dataset='demo', data_root=str(demo_root),
                                         data_fingerprint=dataset_fingerprint('demo', demo_root),
                                         val_split='1', checkpoint='best-val'), [], WORK)

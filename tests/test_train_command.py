@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ktcli.stages.stage_files import read_stage_config
+from ktcli.stages.config_files import read_stage_config
 
 from .conftest import REPO
 

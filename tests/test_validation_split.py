@@ -95,8 +95,8 @@ def test_official_is_refused_where_there_is_none(tmp_path):
 def test_a_student_keeps_its_members_split_unless_told_otherwise():
     from types import SimpleNamespace
 
-    from ktcli.stages.distillation import DistillSettings, student_settings
-    from ktcli.stages.stage_config import TrainSettings
+    from ktcli.stages.settings import DistillSettings, TrainSettings
+    from ktcli.stages.stage_config import student_settings
     members = [SimpleNamespace(index=1)]
     settings = TrainSettings(dataset='demo', val_split='0.2', checkpoint='best-val')
     student = student_settings(settings, members, DistillSettings())

@@ -13,7 +13,7 @@ import numpy as np
 if importlib.util.find_spec('ktcli') is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ktcli.reports.paired_statistics import compare_paired, compare_replicates  # noqa: E402
+from ktcli.scoring.paired_statistics import compare_paired, compare_replicates  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -32,7 +32,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from ktcli.errors import exit_on_user_error  # noqa: E402
-from ktcli.stages.runner_config import load_config  # noqa: E402
+from ktcli.runner import load_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

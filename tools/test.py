@@ -11,7 +11,7 @@ if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli')
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktcli.errors import exit_on_user_error  # noqa: E402
-from ktcli.stages.runner_config import load_config, parse_runner_args  # noqa: E402
+from ktcli.runner import load_config, parse_runner_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

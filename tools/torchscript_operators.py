@@ -23,7 +23,8 @@ from mmengine.config import Config  # noqa: E402
 from ktcli.deployment.ensemble_module import EnsembleModule  # noqa: E402
 from ktcli.deployment.torchscript_check import ALLOWED, graph_operators  # noqa: E402
 from ktcli.resources import CONFIG_ROOT  # noqa: E402
-from ktcli.stages.stage_config import TrainSettings, compose_stage_config  # noqa: E402
+from ktcli.stages.settings import TrainSettings  # noqa: E402
+from ktcli.stages.stage_config import compose_stage_config
 from registry_plugins import build_model_from_config  # noqa: E402
 
 BACKBONES = ('resnet18_tiny', 'resnet50', 'vgg16', 'efficientnet_lite0', 'timm/resnet18',

@@ -22,7 +22,8 @@ if __package__ in (None, '') and (Path(__file__).resolve().parents[1] / 'ktcli')
 
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
 from ktcli.stages.portable_config import RunInputs, portable_runner  # noqa: E402
-from ktcli.stages.runner_config import load_config, parse_runner_args, require_gpu  # noqa: E402
+from ktcli.runner import load_config, parse_runner_args  # noqa: E402
+from ktcli.devices import require_gpu
 
 
 def parse_args() -> argparse.Namespace:

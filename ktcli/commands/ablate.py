@@ -88,22 +88,20 @@ def ablate_alpha(
                           'compared with it')
         seed_list = parse_numbers(seeds, int, '--seeds')
         root = options.prepared_data_root(console)
-        work_dir = options.default_work_dir('ablate_')
-        runs = [(alpha, options.trainer(work_dir, options.settings(root, alpha, seed), console,
-                                        run_name(alpha=alpha if len(alphas) > 1 else None,
-                                                 seed=seed if len(seed_list) > 1 else None),
-                                        'ablate'))
+        sequences = options.sequences(options.default_work_dir('ablate_'), console)
+        runs = [(alpha, sequences.sequence(options.settings(root, alpha, seed),
+                                           run_name(alpha=alpha if len(alphas) > 1 else None,
+                                                    seed=seed if len(seed_list) > 1 else None),
+                                           'ablate'))
                 for alpha in alphas for seed in seed_list]
-        from ..stages.sequence import train_sequences
-        trained = train_sequences([(trainer, n, False) for _, trainer in runs], console,
-                                  options.dry_run)
+        trained = sequences.train([(trainer, n, False) for _, trainer in runs], options.dry_run)
         if trained is None:
             return
         last = {alpha: [] for alpha in alphas}
         for (alpha, _), results in zip(runs, trained):
             last[alpha].append(results[-1])
 
-        from ..reports.paired_statistics import compare_replicates, estimate_accuracy
+        from ..scoring.paired_statistics import compare_replicates, estimate_accuracy
         ensembles = {a: estimate_accuracy(correct_of(last[a], 'ensemble_correct'))
                      for a in alphas}
         singles = {a: estimate_accuracy(correct_of(last[a], 'correct')) for a in alphas}
@@ -143,7 +141,7 @@ def ablate_alpha(
             console.print(choice_text(choice, differences, len(seed_list)), soft_wrap=True)
 
         from ..reports.ablation_plots import curve, plot_figure
-        trainer_dir = runs[0][1].work_dir
+        trainer_dir = sequences.work_dir
         figure = dict(x=alphas, xlabel='alpha', title=f'{n}-model ensemble vs alpha', symlog=True,
                       panels=[dict(ylabel='top-1 (%), 95% interval', curves={
                           'ensemble': curve([ensembles[a] for a in alphas])}),
@@ -187,22 +185,21 @@ def ablate_n(
         started = time.monotonic()
         seed_list = parse_numbers(seeds, int, '--seeds')
         root = options.prepared_data_root(console)
-        work_dir = options.default_work_dir('ablate_')
-        runs = [options.trainer(work_dir, options.settings(root, alpha, seed), console,
-                                run_name(seed=seed if len(seed_list) > 1 else None), 'ablate')
+        sequences = options.sequences(options.default_work_dir('ablate_'), console)
+        runs = [sequences.sequence(options.settings(root, alpha, seed),
+                                   run_name(seed=seed if len(seed_list) > 1 else None), 'ablate')
                 for seed in seed_list]
         # Ours first: the stage 1 both share is labelled as the chain's.
-        sequences = [(trainer, max_n, independent) for trainer in runs
-                     for independent in (False, True)]
-        from ..stages.sequence import train_sequences
-        trained = train_sequences(sequences, console, options.dry_run)
+        specs = [(trainer, max_n, independent) for trainer in runs
+                 for independent in (False, True)]
+        trained = sequences.train(specs, options.dry_run)
         if trained is None:
             return
         by_name = dict(Base=[], Ours=[])
-        for (_, _, independent), results in zip(sequences, trained):
+        for (_, _, independent), results in zip(specs, trained):
             by_name['Base' if independent else 'Ours'].append(results)
 
-        from ..reports.paired_statistics import compare_replicates, estimate_accuracy
+        from ..scoring.paired_statistics import compare_replicates, estimate_accuracy
         sizes = list(range(1, max_n + 1))
         rows, differences = {}, {}
         for kind, attribute in (('Single', 'correct'), ('Ensemble', 'ensemble_correct')):
@@ -239,7 +236,7 @@ def ablate_n(
                           f'Ours {statistics.mean(overlaps["ours"]):.4f}')
 
         from ..reports.ablation_plots import curve, plot_figure
-        trainer_dir = runs[0].work_dir
+        trainer_dir = sequences.work_dir
         figure = dict(x=sizes, xlabel='N (models)', title=f'Base vs ours, alpha {alpha:g}',
                       panels=[dict(ylabel='top-1 (%), 95% interval', curves={
                           label: curve(estimates) for label, estimates in rows.items()}),
@@ -268,7 +265,7 @@ def marked_row_note(choice) -> str:
 def choice_text(choice, differences: dict, seeds: int) -> str:
     """The chosen alpha, the score it was chosen by, and its test accuracy against
     alpha 0 with the paired interval."""
-    from ..reports.paired_statistics import comparison_text
+    from ..scoring.paired_statistics import comparison_text
     split = 'validation' if choice.on == 'val' else 'test'
     text = (f'{choice.label}: alpha {choice.alpha:g} (mean {split} ensemble top-1 '
             f'{choice.scores[choice.alpha]:.2f} over {seeds} seed{"s" if seeds > 1 else ""})')
@@ -292,13 +289,13 @@ def correct_of(results: Sequence, attribute: str) -> 'np.ndarray':
 
 def difference_cell(comparison) -> str:
     """A Δ cell: difference [interval], p, sign count (several seeds), verdict."""
-    from ..reports.paired_statistics import comparison_text
+    from ..scoring.paired_statistics import comparison_text
     return comparison_text(comparison, cell=True)
 
 
 def resolution_of(comparisons, images: int, seeds: int) -> str:
-    """See :func:`ktcli.reports.paired_statistics.resolution`."""
-    from ..reports.paired_statistics import resolution
+    """See :func:`ktcli.scoring.paired_statistics.resolution`."""
+    from ..scoring.paired_statistics import resolution
     return resolution(list(comparisons), images, seeds)
 
 

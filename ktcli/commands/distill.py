@@ -54,25 +54,24 @@ def distill(
     console = Console()
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
-        from ..reports.ensemble_figures import ensemble_rows
-        from ..reports.test_outputs import cached_test_outputs
-        from ..stages.distillation import (DistillSettings, compose_student_config,
-                                           members_settings, student_settings)
-        from ..stages.manifest import Manifest
-        from ..stages.sequence import SequenceTrainer
-        from ..stages.work_dir import parse_models, trained_stages
         from ..data.validation_split import parse_val_split
+        from ..scoring.ensemble_figures import ensemble_rows
+        from ..scoring.test_outputs import cached_test_outputs
+        from ..stages.sequence import WorkDirSequences
+        from ..stages.settings import DistillSettings
+        from ..stages.stage_config import compose_student_config, student_settings
+        from ..stages.work_dir import members_settings, parse_models, trained_stages
 
         members = trained_stages(work_dir, parse_models(models))
         options = DistillSettings(backbone, epochs, lr, pretrained, temperature, kd_weight,
                                   attention_weight, seed,
                                   val_split and parse_val_split(val_split).text())
-        settings = student_settings(members_settings(Manifest(work_dir), members, data_root),
-                                    members, options)
+        settings = student_settings(members_settings(work_dir, members, data_root), members,
+                                    options)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
         scheduler = make_scheduler(work_dir, launcher, settings.processes,
                                    slurm_args=slurm_args, verbose=verbose, console=console)
-        trainer = SequenceTrainer(work_dir, settings, scheduler, console=console)
+        trainer = WorkDirSequences(work_dir, scheduler, console).sequence(settings)
         result = trainer.distil(cfg, [m.digest for m in members])
         if result is None:
             return
@@ -95,7 +94,7 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
         student (StageResult): The student's result.
         title (str): The table's title.
     """
-    from ..reports.paired_statistics import compare_paired, comparison_text, resolution
+    from ..scoring.paired_statistics import compare_paired, comparison_text, resolution
     comparison = compare_paired(student.correct, rows[-1].ensemble_correct, 'student',
                                 'ensemble')
     table = Table(title=title, caption=f'Δ: student − ensemble, 95% paired interval, McNemar p; '

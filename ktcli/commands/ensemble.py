@@ -4,7 +4,7 @@ import io
 import json
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -13,10 +13,6 @@ from rich.table import Table
 from ..errors import exit_on_user_error
 from ..writing import write_atomically
 from .training_options import STAGE_DATA_ROOT
-
-if TYPE_CHECKING:
-    from ..stages.stage_data import StageData
-
 
 class Fusion(str, Enum):
     softmax = 'softmax'
@@ -48,12 +44,12 @@ def ensemble(
     with exit_on_user_error():
         import torch
 
-        from ..reports.ensemble_figures import ensemble_rows, error_structure
-        from ..reports.test_outputs import cached_test_outputs, validation_rows
-        from ..stages.stage_data import StageData
-        from ..stages.stage_files import read_stage_config
+        from ..scoring.ensemble_figures import ensemble_rows, error_structure
+        from ..scoring.student_scores import student_records
+        from ..scoring.test_outputs import cached_test_outputs, validation_rows
+        from ..stages.config_files import read_stage_config
         from ..stages.validation_config import checkpoint_label, checkpoint_note, checkpoint_rule
-        from ..stages.work_dir import parse_models, trained_stages
+        from ..stages.work_dir import StageData, parse_models, trained_stages
         stages = trained_stages(work_dir, parse_models(models))
         from ..devices import checked_device
         device = checked_device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -92,7 +88,7 @@ def ensemble(
         for record, held_out in zip(records, validation or ()):
             record.update(val_top1=held_out.top1, val_ensemble_top1=held_out.ensemble_top1)
         if json_path:
-            from ..reports.paired_statistics import resolution
+            from ..scoring.paired_statistics import resolution
             compared = [against_best] + [s['against_ensemble'] for s in students]
             figures = json.dumps(dict(
                 fusion=fusion.value, images=images, stages=records,
@@ -116,8 +112,8 @@ def ensemble(
 
 def ensemble_against_best_member(rows: list):
     """The ensemble of all the rows' stages against the best of them alone (None for one
-    stage): a :class:`~ktcli.reports.paired_statistics.PairedComparison`."""
-    from ..reports.paired_statistics import compare_paired
+    stage): a :class:`~ktcli.scoring.paired_statistics.PairedComparison`."""
+    from ..scoring.paired_statistics import compare_paired
     if len(rows) < 2:
         return None
     best = max(rows, key=lambda row: row.top1)
@@ -127,7 +123,7 @@ def ensemble_against_best_member(rows: list):
 
 def _errors_table(rows: list, errors, against_best) -> Table:
     """The ensemble against its best member, and how its members err together."""
-    from ..reports.paired_statistics import comparison_text, resolution
+    from ..scoring.paired_statistics import comparison_text, resolution
     table = Table(title=f'ensemble of {len(rows)} against its best member ({against_best.second}'
                   f'): {comparison_text(against_best)}',
                   caption=f'oracle top-1 (any member right) {errors.oracle_top1:.2f}; '
@@ -144,49 +140,9 @@ def _errors_table(rows: list, errors, against_best) -> Table:
     return table
 
 
-def student_records(work_dir: Path, stages: list, outputs: list, device: str,
-                    batch_size: Optional[int], data: 'StageData') -> List[dict]:
-    """The distilled students of the ensembled stages: their top-1, their members' ensemble
-    top-1 and their best member's top-1 (``kt distill``), and the student against that
-    ensemble (``against_ensemble``, a PairedComparison); their test split is read from
-    ``data`` when their outputs are not cached."""
-    from ..reports.ensemble_figures import ensemble_rows, topk_hits
-    from ..reports.paired_statistics import compare_paired, percent
-    from ..reports.test_outputs import cached_test_outputs
-    from ..stages.distillation import distilled_students
-
-    by_digest = {stage.digest: (stage, output) for stage, output in zip(stages, outputs)}
-    records = []
-    for student in distilled_students(work_dir):
-        if not student.members or not set(student.members) <= set(by_digest):
-            continue
-        member_stages, member_outputs = zip(*(by_digest[d] for d in student.members))
-        output = cached_test_outputs(student.dir, student.digest, student.config,
-                                     student.checkpoint, device, batch_size, data)
-        member_rows = ensemble_rows(list(member_outputs), [s.index for s in member_stages],
-                                    list(student.members))
-        correct = topk_hits(output['logits'], output['labels'])
-        records.append(dict(
-            digest=student.digest, backbone=student.backbone or _backbone_type(student.config),
-            stages=[s.index for s in member_stages], images=len(correct),
-            top1_correct=int(correct.sum()), top1=percent(correct.sum(), len(correct)),
-            members_ensemble_top1=member_rows[-1].ensemble_top1,
-            best_member_top1=max(row.top1 for row in member_rows),
-            against_ensemble=compare_paired(correct, member_rows[-1].ensemble_correct,
-                                            'student', 'ensemble')))
-    return records
-
-
-def _backbone_type(config: Path) -> str:
-    """The backbone a student's config builds (students recorded before kt kept the name)."""
-    from ..stages.stage_files import read_stage_config
-    backbone = read_stage_config(config).model.backbone
-    return backbone.get('model_name', backbone.type)
-
-
 def _students_table(records: List[dict]) -> Table:
+    from ..scoring.paired_statistics import comparison_text, resolution
     from .distill import gap_closed
-    from ..reports.paired_statistics import comparison_text, resolution
     comparisons = [record['against_ensemble'] for record in records]
     table = Table(title='distilled students (kt distill)',
                   caption='Δ: student − ensemble, 95% paired interval, McNemar p; '

@@ -131,7 +131,7 @@ def precision_of(dtype: str, calibration_images: Optional[int], min_agreement: O
 
 def members_label(indices: list) -> str:
     """``stages 1, 2, 3``, or ``the distilled student``."""
-    from ..stages.work_dir import STUDENT_INDEX
+    from ..stages.records import STUDENT_INDEX
     if list(indices) == [STUDENT_INDEX]:
         return 'the distilled student'
     return 'stages ' + ', '.join(str(index) for index in indices)
@@ -177,7 +177,7 @@ def print_accuracy(console: Console, dtype: str, accuracy) -> None:
         dtype (str): The file's precision.
         accuracy (AccuracyFigures): The figures.
     """
-    from ..reports.paired_statistics import comparison_text, resolution
+    from ..scoring.paired_statistics import comparison_text, resolution
     console.print(f'{dtype} accuracy check in a fresh process on the {accuracy.images} test '
                   'images:', soft_wrap=True)
     comparison = accuracy.comparison

@@ -32,9 +32,9 @@ def train(
     with exit_on_user_error('rerun the same command to resume'):
         started = time.monotonic()
         settings = options.settings(options.prepared_data_root(console), alpha, seed)
-        trainer = options.trainer(options.default_work_dir(), settings, console)
-        from ..stages.sequence import train_sequences
-        trained = train_sequences([(trainer, n, False)], console, options.dry_run)
+        sequences = options.sequences(options.default_work_dir(), console)
+        trainer = sequences.sequence(settings)
+        trained = sequences.train([(trainer, n, False)], options.dry_run)
         if trained is None:
             return
         results = trained[0]
@@ -72,7 +72,7 @@ def write_results(work_dir: Path, settings, results: list) -> Path:
     """Write results.json: the settings (as the stages record them: no folder of this
     machine), per stage the figures of the table, and a best-epoch checkpoint rule with
     its label; its path."""
-    from ..stages.manifest import RESULTS_NAME
+    from ..stages.records import RESULTS_NAME
     from ..stages.validation_config import LAST, checkpoint_label
     record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
     data = dict(settings=record, stages=[result.record() for result in results])

@@ -212,7 +212,7 @@ class TrainingOptions:
 
     def settings(self, data: PreparedData, alpha: float, seed: int):
         """The :class:`TrainSettings` of a sequence with this alpha and seed."""
-        from ..stages.stage_config import TrainSettings, parse_cfg_options
+        from ..stages.settings import TrainSettings, parse_cfg_options
         spec = self.spec()
         data_root = data.root
         return TrainSettings(
@@ -237,13 +237,11 @@ class TrainingOptions:
         return make_scheduler(work_dir, self.launcher, self.gpus, self.parallel, self.slurm_args,
                               self.verbose, console)
 
-    def trainer(self, work_dir: Path, settings, console: Console, name: str = '',
-                command: str = 'train'):
-        """A :class:`SequenceTrainer` for ``settings`` in ``work_dir``; ``name`` prefixes
-        its stages' labels, ``command`` says which command trains it."""
-        from ..stages.sequence import SequenceTrainer
-        return SequenceTrainer(work_dir, settings, self.scheduler(work_dir, console), name,
-                               console, command)
+    def sequences(self, work_dir: Path, console: Console):
+        """The :class:`~ktcli.stages.sequence.WorkDirSequences` this command trains in
+        ``work_dir``, with the scheduler these options choose."""
+        from ..stages.sequence import WorkDirSequences
+        return WorkDirSequences(work_dir, self.scheduler(work_dir, console), console)
 
 
 def with_training_options(command: Callable) -> Callable:

@@ -63,7 +63,7 @@ def prediction_grid(stages: list, images: Optional[List[Path]], count: int, seed
     from ..reports.gallery import (GalleryImage, image_views, labelled_paths, load_members,
                                    test_dataset)
     from ..reports.prediction_panels import draw_grid
-    from ..stages.stage_data import StageData
+    from ..stages.work_dir import StageData
 
     configs, members = load_members(stages)
     # Images of one's own need the data only for the class names of an ImageFolder tree and

@@ -6,7 +6,7 @@ it classifies as the fp32 ensemble does. The file is run in a fresh process
 decide: the share of test images on which it predicts the class the fp32 ensemble predicts
 (top-1 agreement, at least :data:`MIN_AGREEMENT` %) and the difference of their top-1
 accuracies (within :data:`TOP1_TOLERANCE` points either way). That difference comes with its
-95% paired interval and McNemar's p (:mod:`~ktcli.reports.paired_statistics`), so a reader
+95% paired interval and McNemar's p (:mod:`~ktcli.scoring.paired_statistics`), so a reader
 sees whether the test split can resolve it at all. The fp32 ensemble's
 predictions are its members' cached test outputs fused (what ``kt train`` and ``kt ensemble``
 report, computed once per stage and kept in its directory), so the check costs one pass of
@@ -19,8 +19,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..reports.paired_statistics import PairedComparison, compare_paired, percent
-from ..reports.test_outputs import cached_test_outputs
+from ..scoring.paired_statistics import PairedComparison, compare_paired, percent
+from ..scoring.test_outputs import cached_test_outputs
 from .ensemble_module import StageEnsemble, fused_probabilities
 from .export_check import ExportCheckError, run_fresh
 from .split_images import labelled_test_batches

@@ -17,9 +17,8 @@ from registry_plugins.input_normalisation import (InputRenormalisation, channel_
                                                   input_normalisation)
 
 from ..errors import UserError
-from ..reports.ensemble_figures import FUSIONS, fuse
-from ..stages.stage_data import StageData
-from ..stages.work_dir import TrainedStage, trained_stages
+from ..scoring.ensemble_figures import FUSIONS, fuse
+from ..stages.work_dir import StageData, TrainedStage, trained_stages
 from .export_metadata import INTERPOLATIONS
 
 # The normalisation of raw 0..255 input.
@@ -33,7 +32,7 @@ def fused_probabilities(logits: Sequence[torch.Tensor], fusion: str) -> torch.Te
         logits (Sequence[Tensor]): Each member's logits (B, classes).
         fusion (str): ``'softmax'``: the mean of the members' softmaxes (what
             ``kt train`` scores); ``'logits'``: the softmax of the summed
-            logits (the authors' fusion). See :func:`ktcli.reports.ensemble_figures.fuse`.
+            logits (the authors' fusion). See :func:`ktcli.scoring.ensemble_figures.fuse`.
 
     Returns:
         Tensor: Probabilities (B, classes).
@@ -364,7 +363,7 @@ def load_work_dir_ensemble(work_dir: Path, models: Optional[Sequence[int]] = Non
 
     from registry_plugins import load_trained_model
 
-    from ..stages.stage_files import read_stage_config
+    from ..stages.config_files import read_stage_config
 
     stages = trained_stages(work_dir, models)
     configs = [read_stage_config(stage.config) for stage in stages]

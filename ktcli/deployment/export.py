@@ -135,7 +135,7 @@ def default_output(work_dir: Path, indices: List[int], model_format: str,
                    dtype: str = 'fp32') -> Path:
     """``WORK_DIR/exports/ensemble_<stages>[_<dtype>].<onnx|pt>`` (``student...`` for a
     distilled student; the dtype only below fp32)."""
-    from ..stages.work_dir import STUDENT_INDEX
+    from ..stages.records import STUDENT_INDEX
     if list(indices) == [STUDENT_INDEX]:
         name = 'student'
     else:

@@ -2,7 +2,7 @@
 
 A figure is described by plain data (what ``ablate_n.json`` and ``ablate_alpha.json`` store
 under ``figure``): the x values and, per panel, curves with a value and a 95% interval per
-x. :func:`curve` builds one curve from :class:`~ktcli.reports.paired_statistics` results,
+x. :func:`curve` builds one curve from :class:`~ktcli.scoring.paired_statistics` results,
 :func:`draw_figure` draws the data, :func:`plot_figure` writes it as a PNG.
 """
 import io

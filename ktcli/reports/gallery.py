@@ -158,7 +158,7 @@ def image_views(configs: Sequence, members: Sequence, labels: Sequence[str],
     """
     from mmengine.dataset import Compose
 
-    from .ensemble_figures import fuse
+    from ..scoring.ensemble_figures import fuse
     from .gradcam import gradcam_maps
 
     pipeline = Compose(configs[0].test_dataloader.dataset.pipeline)
@@ -214,7 +214,7 @@ def load_members(stages: Sequence) -> tuple:
     """The stage configs and trained models of ``stages`` (TrainedStage records)."""
     from registry_plugins import load_trained_model
 
-    from ..stages.stage_files import read_stage_config
+    from ..stages.config_files import read_stage_config
     configs = [read_stage_config(stage.config) for stage in stages]
     models = [load_trained_model(config, stage.checkpoint, logger='silent')
               for config, stage in zip(configs, stages)]

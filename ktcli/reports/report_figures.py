@@ -1,6 +1,6 @@
 """Every figure of ``kt report``, gathered from a work dir: a JSON-ready dict and its PNGs.
 
-Test outputs come from each stage's cache (:mod:`ktcli.reports.test_outputs`; computed
+Test outputs come from each stage's cache (:mod:`ktcli.scoring.test_outputs`; computed
 and cached once where missing); only the gallery's maps and Grad-CAMs need a forward pass.
 """
 import datetime
@@ -13,8 +13,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from .. import __version__
+from ..scoring.ensemble_figures import ensemble_rows, error_structure, fuse
 from .calibration import calibration, reliability_diagram
-from .ensemble_figures import ensemble_rows, error_structure, fuse
 from .per_class import CONFUSION_IMAGE_CLASSES, confusion_image, per_class_figures
 from .run_facts import ablations, backbone_name, exports, run_settings, stage_records
 from .training_curves import curves_image, stage_scalars, val_loop_curve
@@ -49,11 +49,10 @@ def gather_report(work_dir: Path, gallery_size: int = 12, device: Optional[str] 
     Returns:
         Report: The figures and images.
     """
-    from ..commands.ensemble import student_records
     from ..devices import checked_device
-    from ..stages.stage_data import StageData
-    from ..stages.work_dir import trained_stages
-    from .test_outputs import cached_test_outputs, validation_rows
+    from ..scoring.student_scores import student_records
+    from ..scoring.test_outputs import cached_test_outputs, validation_rows
+    from ..stages.work_dir import StageData, trained_stages
 
     started = time.monotonic()
     work_dir = Path(work_dir)
@@ -132,12 +131,12 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list,
                      validation: Optional[list] = None) -> dict:
     """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals (and
     on the validation split, ``validation``'s rows, for stages trained with one)."""
+    from ..scoring.paired_statistics import compare_paired, estimate_accuracy, resolution
     from ..stages.manifest import Manifest
-    from .paired_statistics import compare_paired, estimate_accuracy, resolution
 
     indices = [stage.index for stage in stages]
     rows = ensemble_rows(outputs, indices, [stage.digest for stage in stages])
-    manifest = Manifest(work_dir)
+    manifest = Manifest(work_dir, writable=False)
     records, comparisons = [], []
     for position, row in enumerate(rows):
         single, together = estimate_accuracy(row.correct), estimate_accuracy(row.ensemble_correct)
@@ -195,9 +194,9 @@ def ablation_figures(work_dir: Path, report: Report) -> dict:
 
 def curve_figures(work_dir: Path, stages: list, report: Report) -> dict:
     """Section 4: each stage's training scalars (and the students'), one image."""
-    from ..stages.distillation import distilled_students
-    from ..stages.stage_files import read_stage_config
+    from ..stages.config_files import read_stage_config
     from ..stages.validation_config import VALIDATION_KEY
+    from ..stages.work_dir import distilled_students
     labelled = {f'stage {stage.index}': val_loop_curve(
         stage_scalars(stage.dir), read_stage_config(Path(stage.config)).get(VALIDATION_KEY))
         for stage in stages}

@@ -11,9 +11,9 @@ from typing import List, Optional
 from .. import reading
 from ..errors import UserError
 from ..stages.manifest import Manifest
-from ..stages.records import check_ablation
+from ..stages.records import RESULTS_NAME
+from .ablation_records import check_ablation
 
-RESULTS_NAME = 'results.json'
 ABLATIONS = dict(alpha='ablate_alpha', n='ablate_n')
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # Larger JSON or PNG files than this are not read.
@@ -46,13 +46,14 @@ def run_settings(work_dir: Path, stages: list) -> dict:
     results = read_json(Path(work_dir) / RESULTS_NAME) or {}
     if isinstance(results.get('settings'), dict):
         return results['settings']
-    record = Manifest(work_dir).stage(stages[0].digest) or {}
+    record = Manifest(work_dir, writable=False).stage(stages[0].digest) or {}
     return record.get('settings') if isinstance(record.get('settings'), dict) else {}
 
 
 def stage_records(work_dir: Path) -> List[dict]:
     """Every stage record of the manifest (chains, Base models, students)."""
-    return [record for record in Manifest(work_dir).stages.values() if isinstance(record, dict)]
+    manifest = Manifest(work_dir, writable=False)
+    return [record for record in manifest.stages.values() if isinstance(record, dict)]
 
 
 def backbone_name(cfg) -> str:
@@ -117,7 +118,7 @@ def ablations(work_dir: Path) -> dict:
 
     Raises:
         RecordError: A file that is not what ``kt ablate`` writes (see
-            :func:`~ktcli.stages.records.check_ablation`).
+            :func:`~ktcli.reports.ablation_records.check_ablation`).
     """
     found = {}
     for kind, stem in ABLATIONS.items():

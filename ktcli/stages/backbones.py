@@ -9,8 +9,9 @@ mean/std those weights expect in ``model.data_preprocessor`` (for ``timm/...``, 
 pretrained config supplies it); a backbone trained from scratch takes the dataset config's.
 """
 import functools
+import re
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -36,7 +37,6 @@ def available_backbones() -> List[str]:
 def backbone_config(name: str) -> Path:
     """The model config of backbone ``name`` (``vgg16`` means ``vgg16bn``): one of the
     shipped files, chosen by name, never a path that ``name`` spells."""
-    from .records import is_backbone_name
     if is_backbone_name(name) and name.startswith(TIMM_PREFIX):
         return MODEL_CONFIGS / TIMM_CONFIG
     path = MODEL_CONFIGS / f'{BACKBONE_ALIASES.get(name, name)}_kt.py'
@@ -170,3 +170,21 @@ def _backbone_arguments(backbone_type: str) -> set:
     import registry_plugins  # noqa: F401  (registers kt's backbone)
     from mmpretrain.registry import MODELS
     return set(inspect.signature(MODELS.get(backbone_type).__init__).parameters)
+
+
+# kt's own backbone names are plain words; a timm model's name is timm's (letters, digits,
+# '_', '-' and a '.' before a pretrained tag), never a path.
+_KT_BACKBONE = re.compile(r'[a-z0-9_]{1,64}')
+_TIMM_BACKBONE = re.compile(r'timm/[A-Za-z0-9][A-Za-z0-9_\-]{0,127}(\.[A-Za-z0-9_\-]{1,64})?')
+
+
+def is_backbone_name(name: Any) -> bool:
+    """Whether ``name`` is one backbone as kt names it: one of kt's model configs
+    (``resnet50``, ``vgg16``...) or ``timm/<model name>``; never a path. (Whether timm has
+    the model is asked where it is built: :func:`timm_model_facts`.)"""
+    if not isinstance(name, str):
+        return False
+    if _TIMM_BACKBONE.fullmatch(name):
+        return True
+    return bool(_KT_BACKBONE.fullmatch(name)) and (
+        name in BACKBONE_ALIASES or name in available_backbones())

@@ -1,4 +1,10 @@
-"""The work directory's index of its stages: a cache of the stage directories."""
+"""The work directory's index of its stages: a locked cache of the stage directories.
+
+A command that trains holds one :class:`Manifest` for its work dir (the sequences' owner,
+:class:`~ktcli.stages.sequence.WorkDirSequences`, hands it to its scheduler); a command
+that only reads opens it with ``writable=False``, which never takes the lock or writes,
+even when the file has to be rebuilt from the stage directories.
+"""
 import contextlib
 import fcntl
 import json
@@ -8,26 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
 from ..writing import write_atomically
-from .records import STAGES_DIR, check_manifest, is_digest, stage_paths
-from .stage_files import read_stage_record, write_stage_record
-
-MANIFEST_NAME = 'kt_manifest.json'
-# kt train's table of the sequence it trained (ktcli/commands/train.py writes it).
-RESULTS_NAME = 'results.json'
-# Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
-LOCK_NAME = '.kt_manifest.lock'
-# 3: records hold no URL or path (pretrained by digest); no upgrade of older work dirs.
-FORMAT_VERSION = 3
-# Format 2 records have the same fields and digests: they are read through the same checks
-# of meaning (a URL or path where format 3 holds a digest is refused like any other value),
-# so that what a user trained with the previous kt stays usable; the next write is format 3.
-READABLE_FORMATS = (2, FORMAT_VERSION)
-# WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
-STAGE_LINK = 'stage_{}'
+from .records import (FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, RESULTS_NAME, STAGES_DIR,
+                      STAGE_LINK, check_manifest, is_digest, read_stage_record, stage_paths,
+                      write_stage_record)
 
 
 class Manifest:
@@ -46,12 +39,19 @@ class Manifest:
 
     Args:
         work_dir (Path): The sequence's work directory.
+        writable (bool): Whether this process changes it. A read-only
+            manifest rebuilds an unusable file in memory only and refuses
+            every change. Defaults to True.
     """
 
     _threads = threading.Lock()
+    # The rebuilds this process has reported: a read-only manifest rebuilds again each time
+    # a command opens it, and says so once.
+    _reported: Set[Tuple[str, str]] = set()
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, writable: bool = True) -> None:
         self.work_dir = Path(work_dir)
+        self.writable = writable
         self.path = self.work_dir / MANIFEST_NAME
         self.stages: Dict[str, dict] = {}
         self.chain: List[str] = []
@@ -62,23 +62,36 @@ class Manifest:
         self.sequence_command: Optional[str] = None
         problem = self._load()
         if problem is not None and (self.work_dir / STAGES_DIR).is_dir():
-            with self._exclusive():
-                if self._skipped and not self.stages:
-                    # Nothing kt can use is left: say why, rather than act on an empty work
-                    # dir (which a command would train into afresh, beside the refused stages).
-                    raise UnsafeFileError(f'{problem}; no stage directory holds a record kt '
-                                          f'can use ({self._skipped[0]})')
-                if self.stages or self._skipped:
-                    skipped = (f' ({len(self._skipped)} left out: {self._skipped[0]})'
-                               if self._skipped else '')
-                    print(f'{problem}; rebuilt it from {len(self.stages)} stage '
-                          'director' + ('y' if len(self.stages) == 1 else 'ies') + skipped,
-                          file=sys.stderr)
+            if writable:
+                with self._exclusive():
+                    self._report_rebuild(problem)
+            else:
+                self._rebuild()
+                self._report_rebuild(problem)
+
+    def _report_rebuild(self, problem: str) -> None:
+        """Say on stderr that the manifest was rebuilt, and from what."""
+        if self._skipped and not self.stages:
+            # Nothing kt can use is left: say why, rather than act on an empty work
+            # dir (which a command would train into afresh, beside the refused stages).
+            raise UnsafeFileError(f'{problem}; no stage directory holds a record kt '
+                                  f'can use ({self._skipped[0]})')
+        if (str(self.path), problem) in self._reported:
+            return
+        self._reported.add((str(self.path), problem))
+        if self.stages or self._skipped:
+            skipped = (f' ({len(self._skipped)} left out: {self._skipped[0]})'
+                       if self._skipped else '')
+            print(f'{problem}; rebuilt it from {len(self.stages)} stage '
+                  'director' + ('y' if len(self.stages) == 1 else 'ies') + skipped,
+                  file=sys.stderr)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         """Hold the work dir's lock, with the manifest reread (rebuilt if it is unusable),
         and write it back at the end."""
+        if not self.writable:
+            raise RuntimeError(f'{self.path} was opened read-only')
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with self._threads, self._lock_file() as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

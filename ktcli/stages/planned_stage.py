@@ -2,7 +2,7 @@
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Sequence
 
 from .portable_config import RunInputs
 
@@ -50,3 +50,11 @@ class PlannedStage:
                     epochs=self.epochs, dir=os.path.relpath(self.dir, work_dir),
                     config=os.path.relpath(self.config_path, work_dir),
                     checkpoint=os.path.relpath(self.checkpoint, work_dir))
+
+
+def unique_stages(stages: Sequence[PlannedStage]) -> List[PlannedStage]:
+    """The stages with each digest once (sequences share stages), in order."""
+    seen: Dict[str, PlannedStage] = {}
+    for stage in stages:
+        seen.setdefault(stage.digest, stage)
+    return list(seen.values())

@@ -68,7 +68,8 @@ def recorded_fingerprint(cfg: Config) -> Optional[DataFingerprint]:
                                        else record)
 
 
-def _loaders(cfg: Config) -> list:
+def dataloaders(cfg: Config) -> list:
+    """The train, val and test dataloaders ``cfg`` has (as its own entries, to change)."""
     return [cfg[name] for name in LOADERS if cfg.get(name)]
 
 
@@ -107,7 +108,7 @@ def portable_config(cfg: Config) -> Tuple[Config, RunInputs]:
     fingerprint = recorded_fingerprint(cfg)
     if fingerprint is not None:
         default_root = dataset_spec(fingerprint.dataset).default_root
-        for loader in _loaders(portable):
+        for loader in dataloaders(portable):
             data_root = str(loader.dataset.data_root)
             loader.dataset.data_root = default_root
     pretrained = None
@@ -122,7 +123,7 @@ def portable_config(cfg: Config) -> Tuple[Config, RunInputs]:
 def with_data_root(cfg: Config, data_root: Optional[str]) -> Config:
     """A copy of ``cfg`` whose dataloaders read ``data_root`` (None: no data at hand)."""
     located = copy.deepcopy(cfg)
-    for loader in _loaders(located):
+    for loader in dataloaders(located):
         loader.dataset.data_root = None if data_root is None else str(data_root)
     return located
 

@@ -1,29 +1,62 @@
-"""The on-disk contract of a work dir: the manifest and each ``stage.json``, checked here.
+"""The on-disk contract of a work dir: where its files are, and every value read from them.
 
-Both files travel with a work dir, so every field kt reads from them is checked here before
-anything uses it: its type, its range, and what it would *do*: paths are exactly where kt
-puts a stage (``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth``
-in it), a backbone is one of kt's names or ``timm/<model name>`` (never a path),
-``pretrained`` is ``default``, ``none`` or the digest of a file or URL this user passed (never
-the file or URL itself), and no setting names a folder. Fields kt does not know are kept as
-they are and never read. A problem is one :class:`RecordError` naming the file and the field.
+The only module that knows a work dir's layout: ``stages/<digest>/`` per stage (its
+``config.json``, ``config.py``, ``stage.json`` and checkpoints), the ``stage_k`` links, the
+manifest, its lock and format, ``results.json``. It reads and writes ``stage.json``, and
+checks the manifest's and each record's fields before anything uses them.
+
+Both files travel with a work dir, so every field kt reads from them is checked here: its
+type, its range, and what it would *do*: paths are exactly where kt puts a stage
+(``stages/<digest>``, its ``config.json`` and an ``epoch_N.pth`` or ``best.pth`` in it), a
+backbone is one of kt's names or ``timm/<model name>`` (never a path), ``pretrained`` is
+``default``, ``none`` or the digest of a file or URL this user passed (never the file or URL
+itself), and no setting names a folder. Fields kt does not know are kept as they are and
+never read. A problem is one :class:`RecordError` naming the file and the field.
 """
 import dataclasses
 import functools
-import math
+import json
 import re
 import typing
-from typing import Any, Callable, Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, Optional
 
+from ..data.specs import DATASETS
+from ..data.validation_split import is_val_split
 from ..errors import UserError
-from ..reading import DIGEST, MAX_IMAGE_SIDE, UnsafeFileError, shown
+from ..reading import DIGEST, MAX_IMAGE_SIDE, UnsafeFileError, read_json, shown
+from ..received_values import (MAX_INT, describe_hint, integer, matches_hint, number, optional,
+                               short_string)
+from ..writing import write_atomically
+from .backbones import is_backbone_name
+from .portable_config import PRETRAINED_FILE, PRETRAINED_URL
+from .settings import VIS_BACKENDS, TrainSettings
+from .validation_config import CHECKPOINT_RULES
 
 STAGES_DIR = 'stages'
+# WORK_DIR/stage_k links to the k-th stage of the sequence last trained.
+STAGE_LINK = 'stage_{}'
+# In each stage directory: its config as kt reads it and as people read it, and its record.
+CONFIG_DATA = 'config.json'
+CONFIG_PYTHON = 'config.py'
+STAGE_RECORD = 'stage.json'
+MANIFEST_NAME = 'kt_manifest.json'
+# Held (flock) by whoever changes the manifest: kt, its stage threads, Slurm jobs.
+LOCK_NAME = '.kt_manifest.lock'
+# kt train's table of the sequence it trained (ktcli/commands/train.py writes it).
+RESULTS_NAME = 'results.json'
+# 3: records hold no URL or path (pretrained by digest); no upgrade of older work dirs.
+FORMAT_VERSION = 3
+# Format 2 records have the same fields and digests: they are read through the same checks
+# of meaning (a URL or path where format 3 holds a digest is refused like any other value),
+# so that what a user trained with the previous kt stays usable; the next write is format 3.
+READABLE_FORMATS = (2, FORMAT_VERSION)
 STATUSES = ('queued', 'running', 'done', 'failed', 'interrupted', 'cancelled')
 CHECKPOINT_NAME = re.compile(r'epoch_[0-9]{1,9}\.pth|best\.pth')
-# The kind of a distilled student's record.
+# The kind of a distilled student's record, and ``--models distilled`` (the newest student).
 DISTILLED = 'distilled'
-_MAX_INT = 2 ** 53
+# The stage index a distilled student carries (it is no position of the sequence).
+STUDENT_INDEX = 0
 # Bounds of recorded settings beyond any run kt makes (epochs, batch size; lr and alpha).
 _MAX_COUNT = 10 ** 5
 _MAX_WEIGHT = 1e6
@@ -37,46 +70,28 @@ class OlderWorkDirError(UserError):
     """A work dir written in an earlier format, which this kt does not read."""
 
 
-def _integer(minimum: int) -> Callable[[Any], bool]:
-    return lambda value: (isinstance(value, int) and not isinstance(value, bool)
-                          and minimum <= value < _MAX_INT)
-
-
-def _number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or test(value)
-
-
 def _digests(value: Any) -> bool:
     return isinstance(value, list) and all(is_digest(item) for item in value)
 
 
-def _string(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 4096
-
-
 # Each field kt reads, what it must be, and how the message says it.
 _FIELDS: Dict[str, tuple] = {
-    'index': (_integer(0), 'a stage number (0 or more)'),
-    'label': (_string, 'a string'),
+    'index': (integer(0), 'a stage number (0 or more)'),
+    'label': (short_string, 'a string'),
     'teachers': (_digests, 'a list of stage digests (16 hex digits)'),
     'members': (_digests, 'a list of stage digests (16 hex digits)'),
-    'epochs': (_integer(1), 'a number of epochs (1 or more)'),
+    'epochs': (integer(1), 'a number of epochs (1 or more)'),
     'status': (lambda value: value in STATUSES, f'one of {", ".join(STATUSES)}'),
-    'train_seconds': (lambda value: _number(value) and value >= 0, 'a number of seconds'),
-    'host': (_optional(_string), 'a host name or null'),
-    'pid': (_optional(_integer(1)), 'a process id or null'),
-    'job_id': (_optional(lambda value: isinstance(value, str) and value.isdigit()
+    'train_seconds': (lambda value: number(value) and value >= 0, 'a number of seconds'),
+    'host': (optional(short_string), 'a host name or null'),
+    'pid': (optional(integer(1)), 'a process id or null'),
+    'job_id': (optional(lambda value: isinstance(value, str) and value.isdigit()
                          and len(value) <= 20), 'a Slurm job id (digits) or null'),
-    'owner': (_optional(lambda value: isinstance(value, list) and len(value) == 2
-                        and all(_integer(0)(item) for item in value)),
+    'owner': (optional(lambda value: isinstance(value, list) and len(value) == 2
+                        and all(integer(0)(item) for item in value)),
               'a [process id, start time] pair or null'),
-    'updated': (_string, 'a time stamp'),
-    'top1': (_optional(lambda value: _number(value) and 0 <= value <= 100),
+    'updated': (short_string, 'a time stamp'),
+    'top1': (optional(lambda value: number(value) and 0 <= value <= 100),
              'an accuracy in percent or null'),
     'kind': (lambda value: value == DISTILLED, f'{DISTILLED!r}'),
 }
@@ -148,10 +163,9 @@ def check_manifest(data: Any, where: str) -> dict:
     Raises:
         RecordError: What is wrong, naming the field.
     """
-    from .manifest import FORMAT_VERSION, READABLE_FORMATS
     if not isinstance(data, dict):
         raise RecordError(f'{where} is not a kt manifest (a JSON object)')
-    if _integer(0)(data.get('format')) and data['format'] < READABLE_FORMATS[0]:
+    if integer(0)(data.get('format')) and data['format'] < READABLE_FORMATS[0]:
         # Format 1 named folders and checkpoints that an upgrade had to follow.
         raise OlderWorkDirError(f'{where} was written by an older kt (format {data["format"]}); '
                                 f'this kt reads formats {READABLE_FORMATS[0]} to '
@@ -189,7 +203,6 @@ def check_settings(settings: Any, where: str) -> dict:
     Raises:
         RecordError: A field of another type or meaning, or a required one missing.
     """
-    from .stage_config import TrainSettings
     if not isinstance(settings, dict):
         raise RecordError(f'{where} must be an object, not {shown(settings)}')
     if 'data_root' in settings:
@@ -202,33 +215,14 @@ def check_settings(settings: Any, where: str) -> dict:
                     and field.default_factory is dataclasses.MISSING):
                 raise RecordError(f'{where}: {field.name} is missing')
             continue
-        if not _matches(settings[field.name], hints[field.name]):
-            raise RecordError(f'{where}: {field.name} must be {_describe(hints[field.name])}, '
+        if not matches_hint(settings[field.name], hints[field.name]):
+            raise RecordError(f'{where}: {field.name} must be {describe_hint(hints[field.name])}, '
                               f'not {shown(settings[field.name])}')
         meaning = _setting_meanings().get(field.name)
         if meaning is not None and not meaning[0](settings[field.name]):
             raise RecordError(f'{where}: {field.name} must be {meaning[1]}, not '
                               f'{shown(settings[field.name])}')
     return settings
-
-
-# kt's own backbone names are plain words; a timm model's name is timm's (letters, digits,
-# '_', '-' and a '.' before a pretrained tag), never a path.
-_KT_BACKBONE = re.compile(r'[a-z0-9_]{1,64}')
-_TIMM_BACKBONE = re.compile(r'timm/[A-Za-z0-9][A-Za-z0-9_\-]{0,127}(\.[A-Za-z0-9_\-]{1,64})?')
-
-
-def is_backbone_name(name: Any) -> bool:
-    """Whether ``name`` is one backbone as kt names it: one of kt's model configs
-    (``resnet50``, ``vgg16``...) or ``timm/<model name>``; never a path. (Whether timm has
-    the model is asked where it is built: :func:`~ktcli.stages.backbones.timm_model_facts`.)"""
-    from .backbones import BACKBONE_ALIASES, available_backbones
-    if not isinstance(name, str):
-        return False
-    if _TIMM_BACKBONE.fullmatch(name):
-        return True
-    return bool(_KT_BACKBONE.fullmatch(name)) and (
-        name in BACKBONE_ALIASES or name in available_backbones())
 
 
 def _backbones(value: Any) -> bool:
@@ -240,7 +234,6 @@ def _backbones(value: Any) -> bool:
 def is_recorded_pretrained(value: Any) -> bool:
     """Whether ``value`` is a ``pretrained`` a record may hold: ``default``, ``none``, or
     the digest of a file or URL (``pretrained-file:<16 hex>``, ``pretrained-url:<16 hex>``)."""
-    from .portable_config import PRETRAINED_FILE, PRETRAINED_URL
     if value in ('default', 'none'):
         return True
     return isinstance(value, str) and any(
@@ -255,19 +248,14 @@ def _options(value: Any) -> bool:
 
 
 def _fingerprint(value: Any) -> bool:
-    from ..data.specs import DATASETS
     return value is None or (value['dataset'] in DATASETS and is_digest(value['train'])
-                             and is_digest(value['test']) and 0 <= value['images'] < _MAX_INT)
+                             and is_digest(value['test']) and 0 <= value['images'] < MAX_INT)
 
 
 @functools.lru_cache(maxsize=None)
 def _setting_meanings() -> Dict[str, tuple]:
     """Each setting's meaning: what it must be for kt to act on it, and how a message says
-    it (built on first use: the tables live in modules that import this one)."""
-    from ..data.specs import DATASETS
-    from ..data.validation_split import is_val_split
-    from .stage_config import VIS_BACKENDS
-    from .validation_config import CHECKPOINT_RULES
+    it (built on first use: the backbone names are read from the shipped configs)."""
     return {
         'dataset': (lambda value: value in DATASETS, f'one of {", ".join(DATASETS)}'),
         'backbone': (_backbones, "kt's backbone names or timm/<model name>, comma-separated "
@@ -281,14 +269,14 @@ def _setting_meanings() -> Dict[str, tuple]:
         'batch_size': (lambda value: 1 <= value <= _MAX_COUNT,
                        f'a batch size (1 to {_MAX_COUNT})'),
         'lr': (lambda value: 0 <= value <= _MAX_WEIGHT, f'a learning rate (0 to {_MAX_WEIGHT:g})'),
-        'img_size': (_optional(lambda value: 1 <= value <= MAX_IMAGE_SIDE),
+        'img_size': (optional(lambda value: 1 <= value <= MAX_IMAGE_SIDE),
                      f'null or an image side of 1 to {MAX_IMAGE_SIDE}'),
         'seed': (lambda value: 0 <= value < 2 ** 31, 'a seed (0 to 2^31 - 1)'),
-        'frozen_stages': (_optional(lambda value: -1 <= value <= 16),
+        'frozen_stages': (optional(lambda value: -1 <= value <= 16),
                           'null or -1 to 16 stages'),
-        'output_stride': (_optional(lambda value: value in (8, 16, 32)), 'null, 8, 16 or 32'),
+        'output_stride': (optional(lambda value: value in (8, 16, 32)), 'null, 8, 16 or 32'),
         'processes': (lambda value: 1 <= value <= 4096, 'a number of processes (1 to 4096)'),
-        'num_classes': (_optional(lambda value: 1 <= value <= 10 ** 6),
+        'num_classes': (optional(lambda value: 1 <= value <= 10 ** 6),
                         'null or a number of classes (1 to 1000000)'),
         'cfg_options': (_options, 'a list of [key, value] pairs'),
         'vis_backends': (lambda value: all(name in VIS_BACKENDS for name in value),
@@ -301,144 +289,27 @@ def _setting_meanings() -> Dict[str, tuple]:
     }
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a type hint (tuples are JSON lists)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is object or hint is Any:
-        return True
-    if origin is typing.Union:
-        return any(_matches(value, arg) for arg in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return _integer(-_MAX_INT)(value)
-    if hint is float:
-        return _number(value)
-    if hint is str:
-        return _string(value)
-    if origin is tuple and isinstance(value, list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(item, args[0]) for item in value)
-        return len(value) == len(args) and all(map(_matches, value, args))
-    if dataclasses.is_dataclass(hint):
-        # A nested record (e.g. the data fingerprint): exactly its fields, each of its type.
-        hints = typing.get_type_hints(hint)
-        return (isinstance(value, dict)
-                and set(value) == {field.name for field in dataclasses.fields(hint)}
-                and all(_matches(value[name], hints[name]) for name in value))
-    return False
+def write_stage_record(stage_dir: Path, record: dict) -> None:
+    """Write a stage's record (``stage.json``) into its directory."""
+    write_atomically(stage_dir / STAGE_RECORD, json.dumps(record, indent=2, sort_keys=True))
 
 
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return ' or '.join(_describe(arg) for arg in args)
-    if origin is tuple:
-        return 'a list'
-    if dataclasses.is_dataclass(hint):
-        return f'an object with {", ".join(f.name for f in dataclasses.fields(hint))}'
-    return {type(None): 'null', bool: 'true or false', int: 'an integer', float: 'a number',
-            str: 'a string'}.get(hint, str(hint))
-
-
-# The most of each thing an ablation's JSON may hold (kt ablate writes a few of each).
-_ABLATION_LIMIT = 64
-_PANELS_LIMIT = 8
-
-
-def check_ablation(kind: str, data: Any, where: str) -> dict:
-    """An ablation's JSON (``ablate_alpha.json`` for ``kind`` ``'alpha'``, ``ablate_n.json``
-    for ``'n'``) as ``kt ablate`` writes it: every field ``kt report`` reads, of its type,
-    within the sizes kt writes.
+def read_stage_record(stage_dir: Path) -> Optional[dict]:
+    """A stage directory's record, or None when it has none.
 
     Raises:
-        RecordError: What is wrong, naming the field.
+        RecordError: A record that is not a regular JSON file, belongs to
+            another stage, or has a field kt cannot use.
     """
-    def require(ok: bool, field: str, expected: str) -> None:
-        if not ok:
-            raise RecordError(f'{where}: {field} must be {expected}; rerun the kt ablate that '
-                              'wrote it')
-
-    require(isinstance(data, dict), 'the file', 'a JSON object')
-    require(_optional(_string)(data.get('resolution')), 'resolution', 'a string or null')
-    require(_list_of(data.get('seeds', []), _integer(0)), 'seeds', 'a list of seeds')
-    if kind == 'alpha':
-        require(_integer(1)(data.get('n', 1)), 'n', 'a number of models')
-        require(_list_of(data.get('alphas', []), _number), 'alphas', 'a list of numbers')
-        figures = data.get('figures', {})
-        require(isinstance(figures, dict) and len(figures) <= _ABLATION_LIMIT, 'figures',
-                'an object of alphas')
-        for key, cells in figures.items():
-            require(_is_float(key) and isinstance(cells, dict)
-                    and all(_is_cell(cell) for cell in cells.values()), f'figures.{shown(key)}',
-                    'an object of estimates and comparisons')
-    else:
-        require(_number(data.get('alpha', 0)), 'alpha', 'a number')
-        for name in ('rows', 'differences'):
-            rows = data.get(name, {})
-            require(isinstance(rows, dict) and len(rows) <= _ABLATION_LIMIT, name,
-                    'an object of rows')
-            for label, cells in rows.items():
-                require(_string(label) and _list_of(cells, _is_cell), f'{name}.{shown(label)}',
-                        'a list of estimates or comparisons')
-    if 'figure' in data:
-        require(_is_figure(data['figure']), 'figure', 'figure data (x, labels, at most '
-                f'{_PANELS_LIMIT} panels of curves, one point per x)')
-    return data
-
-
-def _list_of(value: Any, test: Callable[[Any], bool]) -> bool:
-    return isinstance(value, list) and len(value) <= _ABLATION_LIMIT and all(map(test, value))
-
-
-def _is_float(text: str) -> bool:
+    path = stage_dir / STAGE_RECORD
     try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+        record = read_json(path)
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as error:
+        raise RecordError(str(error)) from None
+    check_record(record, str(path))
+    if record['digest'] != stage_dir.name:
+        raise RecordError(f'{path}: digest {record["digest"]} is not its folder\'s')
+    return record
 
-
-def _is_cell(value: Any) -> bool:
-    """An ablation table's cell: nothing, a number, per-seed numbers, an accuracy estimate
-    (``top1`` and its interval) or a paired comparison (``difference``, interval, p, verdict)."""
-    if value is None or _number(value):
-        return True
-    if isinstance(value, list):
-        return _list_of(value, _number)
-    if not isinstance(value, dict):
-        return False
-    if 'difference' in value:
-        per_seed = value.get('per_seed') or []
-        return (all(_number(value.get(key)) for key in ('difference', 'ci_low', 'ci_high'))
-                and _number(value.get('p_value')) and _string(value.get('verdict'))
-                and isinstance(per_seed, list)
-                and (len(per_seed) <= 1 or _string(value.get('sign_count'))))
-    return all(_number(value.get(key)) for key in ('top1', 'ci_low', 'ci_high'))
-
-
-def _is_figure(figure: Any) -> bool:
-    """Figure data as :func:`~ktcli.reports.ablation_plots.draw_figure` draws it."""
-    if not (isinstance(figure, dict) and _list_of(figure.get('x'), _number)
-            and _string(figure.get('xlabel')) and _string(figure.get('title'))
-            and isinstance(figure.get('symlog', False), bool)):
-        return False
-    panels = figure.get('panels')
-    return isinstance(panels, list) and 1 <= len(panels) <= _PANELS_LIMIT and all(
-        isinstance(panel, dict) and _string(panel.get('ylabel'))
-        and isinstance(panel.get('zero_line', False), bool)
-        and isinstance(panel.get('curves'), dict) and len(panel['curves']) <= 16
-        and all(_string(label) and _is_curve(curve, len(figure['x']))
-                for label, curve in panel['curves'].items())
-        for panel in panels)
-
-
-def _is_curve(curve: Any, length: int) -> bool:
-    """``y``, ``low`` and ``high`` per x: numbers, or None where the point is missing."""
-    if not (isinstance(curve, dict) and all(isinstance(curve.get(key), list)
-                                            and len(curve[key]) == length
-                                            for key in ('y', 'low', 'high'))):
-        return False
-    return all(y is None or (_number(y) and _number(low) and _number(high))
-               for y, low, high in zip(curve['y'], curve['low'], curve['high']))

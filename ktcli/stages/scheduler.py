@@ -23,12 +23,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from ..errors import UserError
 from ..writing import available_cpus
+from .config_files import write_stage_config
 from .launcher import TrainProgress, train_command
 from .manifest import Manifest
-from .planned_stage import PlannedStage
-from .stage_claim import refuse_if_live
-from .stage_files import write_stage_config
-from .stage_training import train_recorded_stage
+from .planned_stage import PlannedStage, unique_stages
+from .stage_training import refuse_if_live, train_recorded_stage
 from .validation_config import validates
 
 # Seconds a stopped kt waits for its stages to stop on their own, then after a SIGINT.
@@ -81,14 +80,6 @@ def describe_slots(slots: Sequence[Slot]) -> str:
     return f'{len(slots)} stages at a time: {where}'
 
 
-def unique_stages(stages: Sequence[PlannedStage]) -> List[PlannedStage]:
-    """The stages with each digest once (sequences share stages), in order."""
-    seen: Dict[str, PlannedStage] = {}
-    for stage in stages:
-        seen.setdefault(stage.digest, stage)
-    return list(seen.values())
-
-
 def chain_lengths(stages: Sequence[PlannedStage]) -> Dict[str, int]:
     """For each stage, the longest chain of stages that must train after it."""
     students: Dict[str, List[str]] = {stage.digest: [] for stage in stages}
@@ -104,17 +95,6 @@ def chain_lengths(stages: Sequence[PlannedStage]) -> Dict[str, int]:
         return lengths[digest]
 
     return {digest: length(digest) for digest in students}
-
-
-def process_alive(pid: Optional[int], stage_dir: Path) -> bool:
-    """Whether process ``pid`` of this machine is alive and training ``stage_dir``."""
-    if not pid:
-        return False
-    try:
-        command_line = Path(f'/proc/{pid}/cmdline').read_bytes()
-    except OSError:
-        return False
-    return str(stage_dir).encode() in command_line
 
 
 class LocalScheduler:
@@ -140,8 +120,13 @@ class LocalScheduler:
         self.console = console or Console()
         self._children: List[subprocess.Popen] = []
 
-    def run(self, stages: Sequence[PlannedStage]) -> bool:
+    def run(self, manifest: Manifest, stages: Sequence[PlannedStage]) -> bool:
         """Train every stage among ``stages`` that is not done, each once its teachers are.
+
+        Args:
+            manifest (Manifest): The work dir's manifest (its owner's, see
+                :class:`~ktcli.stages.sequence.WorkDirSequences`).
+            stages (Sequence[PlannedStage]): The stages, teachers first.
 
         Returns:
             bool: True: every stage is done.
@@ -151,7 +136,6 @@ class LocalScheduler:
                 already running have finished), or another process is
                 training one of them.
         """
-        manifest = Manifest(self.work_dir)
         stages = unique_stages(stages)
         # Teachers planned elsewhere (a student's members) count once they are done.
         known = {stage.digest for stage in stages}.union(*(s.teachers for s in stages))

@@ -1,4 +1,5 @@
-"""Plan, train and score a sequence of stages, reusing finished ones and resuming others."""
+"""Plan, train and score the sequences of stages one command trains in a work dir, reusing
+finished stages and resuming others."""
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,18 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import UserError, first_line
-from ..reports.ensemble_figures import ensemble_rows, topk_hits
-from ..reports.paired_statistics import percent
-from ..reports.test_outputs import cached_test_outputs
-from .manifest import STAGE_LINK, STAGES_DIR, Manifest
-from .planned_stage import PlannedStage
+from ..scoring.ensemble_figures import ensemble_rows, topk_hits
+from ..scoring.paired_statistics import percent
+from ..scoring.test_outputs import cached_test_outputs
+from .config_files import check_config, write_stage_config
+from .manifest import Manifest
+from .planned_stage import PlannedStage, unique_stages
 from .portable_config import portable_config, runtime_config
-from .scheduler import unique_stages
-from .stage_config import Teacher, TrainSettings, compose_stage_config, stage_digest
-from .stage_data import StageData
-from .stage_files import CONFIG_DATA, check_config, write_stage_config
+from .records import CONFIG_DATA, DISTILLED, STAGES_DIR, STAGE_LINK, STUDENT_INDEX
+from .settings import Teacher, TrainSettings
+from .stage_config import compose_stage_config, stage_digest
 from .validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
-from .work_dir import DISTILLED, STUDENT_INDEX
+from .work_dir import StageData
 
 
 @dataclass
@@ -95,54 +96,8 @@ def check_overrides(cfg, overrides) -> None:
 SequenceSpec = Tuple['SequenceTrainer', int, bool]
 
 
-def train_sequences(sequences: Sequence[SequenceSpec], console: Console,
-                    dry_run: bool = False) -> Optional[List[List[StageResult]]]:
-    """Train the stages of several sequences of one work dir together, then score each.
-
-    Stages shared by several sequences train once, and the scheduler (the
-    first trainer's) runs every stage once its teachers are done: side by
-    side on this machine, or as Slurm jobs.
-
-    Args:
-        sequences (list[tuple]): ``(trainer, n, independent)`` per sequence.
-        console (Console): Where to print.
-        dry_run (bool): Only say which stages are reused and which to train.
-            Defaults to False.
-
-    Returns:
-        list[list[StageResult]] | None: Each sequence's results; None for a
-        dry run, or while Slurm jobs are still to train some stages.
-    """
-    first = sequences[0][0]
-    first.manifest.reload()
-    plans = [trainer.plan(n, independent) for trainer, n, independent in sequences]
-    stages = [stage for plan in plans for stage in plan]
-    distinct = {stage.digest for stage in stages}
-    to_train = {digest for digest in distinct if not first.manifest.is_done(digest)}
-    console.print(f'[bold]{len(distinct)} distinct stage{"s" if len(distinct) > 1 else ""}[/]: '
-                  f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, in '
-                  f'{escape(str(first.work_dir))}', soft_wrap=True)
-    if dry_run:
-        for stage in unique_stages(stages):
-            console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
-                          + ('to train' if stage.digest in to_train else 'reused'))
-    if first.settings.cfg_options:
-        check_overrides(runtime_config(stages[-1].cfg, stages[-1].inputs),
-                        first.settings.cfg_options)
-    if dry_run or not first.scheduler.run(stages):
-        return None
-    results = [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
-               for (trainer, _, independent), plan in zip(sequences, plans)]
-    chained = [trainer for trainer, _, independent in sequences if not independent]
-    if chained and not any(trainer.made_current for trainer in chained):
-        console.print(f'{first.work_dir} keeps the sequence `kt train` trained there as the '
-                      'one kt ensemble, export and predict use; this command\'s sequences '
-                      'are in its tables only')
-    return results
-
-
-class SequenceTrainer:
-    """Plans, trains and scores stages 1..N of one sequence in a work directory.
+class WorkDirSequences:
+    """The sequences one command trains in one work dir: one manifest, one scheduler.
 
     Stages live in ``WORK_DIR/stages/<digest>/`` (each an mmengine work
     dir with its config as ``config.json`` and ``config.py`` and its record
@@ -152,35 +107,109 @@ class SequenceTrainer:
     unfinished one resumes. Every path kept in the work dir is relative to
     it, and its data is recorded by its fingerprint, not its folder, so a
     moved or copied work dir is reused the same way with its data in any
-    folder. A scheduler trains what is missing: here, several at a time, or
-    as Slurm jobs.
+    folder. The scheduler trains what is missing: here, several at a time,
+    or as Slurm jobs.
 
     Args:
-        work_dir (Path): The sequence's work directory.
-        settings (TrainSettings): The sequence's settings.
+        work_dir (Path): The work directory.
         scheduler (LocalScheduler | SlurmScheduler): What trains the stages.
-        name (str): Prefix of the stages' labels, e.g. ``'seed 1'`` when a
-            command trains several sequences. Defaults to ''.
         console (Console, optional): Where to print.
-        command (str): The command training it: ``'train'`` makes its
-            sequence the work dir's current one (the one ``kt ensemble``,
-            ``export`` and ``predict`` use); another command's becomes current
-            only where ``kt train`` made none. Defaults to ``'train'``.
     """
 
-    def __init__(self, work_dir: Path, settings: TrainSettings, scheduler, name: str = '',
-                 console: Optional[Console] = None, command: str = 'train') -> None:
+    def __init__(self, work_dir: Path, scheduler, console: Optional[Console] = None) -> None:
         self.work_dir = Path(work_dir).resolve()
-        self.settings = settings
         self.scheduler = scheduler
-        self.name = name
         self.console = console or Console()
+        self.manifest = Manifest(self.work_dir)
+        self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+    def sequence(self, settings: TrainSettings, name: str = '',
+                 command: str = 'train') -> 'SequenceTrainer':
+        """A sequence of stages trained with ``settings``.
+
+        Args:
+            settings (TrainSettings): The sequence's settings.
+            name (str): Prefix of the stages' labels, e.g. ``'seed 1'`` when a
+                command trains several sequences. Defaults to ''.
+            command (str): The command training it: ``'train'`` makes its
+                sequence the work dir's current one (the one ``kt ensemble``,
+                ``export`` and ``predict`` use); another command's becomes
+                current only where ``kt train`` made none. Defaults to
+                ``'train'``.
+        """
+        return SequenceTrainer(self, settings, name, command)
+
+    def train(self, sequences: Sequence[SequenceSpec],
+              dry_run: bool = False) -> Optional[List[List[StageResult]]]:
+        """Train the stages of several sequences together, then score each.
+
+        Stages shared by several sequences train once, and the scheduler runs
+        every stage once its teachers are done: side by side on this machine,
+        or as Slurm jobs.
+
+        Args:
+            sequences (list[tuple]): ``(trainer, n, independent)`` per sequence.
+            dry_run (bool): Only say which stages are reused and which to train.
+                Defaults to False.
+
+        Returns:
+            list[list[StageResult]] | None: Each sequence's results; None for a
+            dry run, or while Slurm jobs are still to train some stages.
+        """
+        self.manifest.reload()
+        plans = [trainer.plan(n, independent) for trainer, n, independent in sequences]
+        stages = [stage for plan in plans for stage in plan]
+        distinct = {stage.digest for stage in stages}
+        to_train = {digest for digest in distinct if not self.manifest.is_done(digest)}
+        self.console.print(f'[bold]{len(distinct)} distinct stage'
+                           f'{"s" if len(distinct) > 1 else ""}[/]: '
+                           f'{len(distinct) - len(to_train)} reused, {len(to_train)} to train, '
+                           f'in {escape(str(self.work_dir))}', soft_wrap=True)
+        if dry_run:
+            for stage in unique_stages(stages):
+                self.console.print(f'stage {stage.label} [dim]{stage.digest}[/]: '
+                                   + ('to train' if stage.digest in to_train else 'reused'))
+        first = sequences[0][0]
+        if first.settings.cfg_options:
+            check_overrides(runtime_config(stages[-1].cfg, stages[-1].inputs),
+                            first.settings.cfg_options)
+        if dry_run or not self.scheduler.run(self.manifest, stages):
+            return None
+        results = [trainer.score(plan, independent, [s.digest not in to_train for s in plan])
+                   for (trainer, _, independent), plan in zip(sequences, plans)]
+        chained = [trainer for trainer, _, independent in sequences if not independent]
+        if chained and not any(trainer.made_current for trainer in chained):
+            self.console.print(f'{self.work_dir} keeps the sequence `kt train` trained there as '
+                               'the one kt ensemble, export and predict use; this command\'s '
+                               'sequences are in its tables only')
+        return results
+
+
+class SequenceTrainer:
+    """Plans and scores stages 1..N of one sequence of a :class:`WorkDirSequences`, and
+    distils students from its stages.
+
+    Args:
+        owner (WorkDirSequences): The work dir's sequences (manifest, scheduler).
+        settings (TrainSettings): The sequence's settings.
+        name (str): Prefix of the stages' labels. Defaults to ''.
+        command (str): The command training it (see
+            :meth:`WorkDirSequences.sequence`). Defaults to ``'train'``.
+    """
+
+    def __init__(self, owner: WorkDirSequences, settings: TrainSettings, name: str = '',
+                 command: str = 'train') -> None:
+        self.owner = owner
+        self.work_dir = owner.work_dir
+        self.manifest = owner.manifest
+        self.console = owner.console
+        self.device = owner.device
+        self.settings = settings
+        self.name = name
         self.command = command
         # Whether the last sequence :meth:`score` scored became the current one.
         self.made_current = False
-        self.manifest = Manifest(self.work_dir)
         self.data = StageData.at(settings.data_root, settings.data_fingerprint)
-        self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
     def plan(self, n: int, independent: bool = False) -> List[PlannedStage]:
         """Compose the configs and digests of stages 1..n (nothing runs).
@@ -272,7 +301,7 @@ class SequenceTrainer:
 
         Args:
             cfg (Config): The student's config (see
-                :func:`~ktcli.stages.distillation.compose_student_config`).
+                :func:`~ktcli.stages.stage_config.compose_student_config`).
             members (list[str]): The members' digests, in order.
 
         Returns:
@@ -287,7 +316,7 @@ class SequenceTrainer:
                              settings=self.settings.to_record())
         if reused:
             self.console.print(f'student [dim]{stage.digest}[/]: reused')
-        if not self.scheduler.run([stage]):
+        if not self.owner.scheduler.run(self.manifest, [stage]):
             return None
         outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
                                       stage.checkpoint, self.device, data=self.data)

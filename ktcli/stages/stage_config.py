@@ -1,120 +1,34 @@
-"""Compose the complete mmengine config of one stage of a kt sequence."""
+"""Compose and digest the complete mmengine config of one stage of a sequence, or of a
+distilled student."""
 import dataclasses
 import hashlib
 import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Sequence
 
 from mmengine.config import Config
 
-from ..data.fingerprint import DataFingerprint
 from ..data.specs import dataset_spec
 from ..data.validation_split import NONE
+from ..devices import require_gpu
 from ..errors import UserError
 from ..resources import CONFIG_ROOT
 from .backbones import backbone_config, configure_backbone
-from .portable_config import FINGERPRINT_KEY, portable_pretrained, recorded_fingerprint
-from .runner_config import require_gpu
+from .config_files import read_stage_config
+from .portable_config import (FINGERPRINT_KEY, PRETRAINED_FILE, PRETRAINED_URL, dataloaders,
+                              recorded_fingerprint)
+from .settings import (SEEDS_PER_SEQUENCE, VIS_BACKENDS, DistillSettings, Teacher, TrainSettings,
+                       stage_seed)
 from .validation_config import (BEST_TEST, CHECKPOINT_KEY, LAST, add_validation_split,
                                 keep_best_checkpoint)
+
+if TYPE_CHECKING:
+    from .work_dir import TrainedStage
 
 # The paper: the pretrained backbone learns at a tenth of the new head's rate.
 PRETRAINED_BACKBONE_LR_MULT = 0.1
 LOG_INTERVAL = 10
-# Stage k of the sequence with --seed s is seeded with s * SEEDS_PER_SEQUENCE + k - 1, so
-# that sequences with different --seed (the replicates of `kt ablate --seeds`) share no stage.
-SEEDS_PER_SEQUENCE = 1000
-VIS_BACKENDS = {
-    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
-    'wandb': ('WandbVisBackend', 'wandb'),
-    'mlflow': ('MLflowVisBackend', 'mlflow'),
-    'clearml': ('ClearMLVisBackend', 'clearml'),
-    'neptune': ('NeptuneVisBackend', 'neptune'),
-    'dvclive': ('DVCLiveVisBackend', 'dvclive'),
-    'aim': ('AimVisBackend', 'aim'),
-}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything a user sets for a sequence, shared by all its stages.
-
-    ``data_root`` is where the data is on this machine (a run-time input, never recorded)
-    and ``data_fingerprint`` what it is (recorded, and covered by the digests).
-    ``val_split`` is ``--val-split``: ``none`` (the default) or the validation split the
-    stages are scored on every epoch (covered by the digests through the training indices);
-    ``checkpoint`` the epoch a stage hands on (``last``, the default, leaves digests as
-    they were; a best epoch is in the digest).
-    """
-
-    dataset: str
-    data_root: str = ''
-    backbone: str = 'resnet50'
-    alpha: float = 0.5
-    weighting: str = 'fixed'
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    img_size: Optional[int] = None
-    seed: int = 0
-    pretrained: str = 'default'
-    frozen_stages: Optional[int] = None
-    output_stride: Optional[int] = None
-    amp: bool = False
-    processes: int = 1
-    num_classes: Optional[int] = None
-    cfg_options: Tuple[Tuple[str, object], ...] = ()
-    vis_backends: Tuple[str, ...] = ()
-    data_fingerprint: Optional[DataFingerprint] = None
-    # Images held out of the training split for validation (ktcli.data.validation_split).
-    val_split: str = 'none'
-    # Which epoch each stage hands on: last, best-val or best-test (validation_config).
-    checkpoint: str = 'last'
-
-    def to_record(self) -> dict:
-        """The settings as JSON data (kept in each stage's record): no folder of this
-        machine, the data by its fingerprint and a pretrained file by its content."""
-        record = dict(vars(self), cfg_options=[list(item) for item in self.cfg_options],
-                      vis_backends=list(self.vis_backends),
-                      pretrained=portable_pretrained(self.pretrained),
-                      data_fingerprint=self.data_fingerprint and self.data_fingerprint.to_record())
-        record.pop('data_root')
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict) -> 'TrainSettings':
-        """Settings read back from :meth:`to_record`'s data (unknown keys are refused)."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = set(record) - known
-        if unknown:
-            raise UserError(f'unknown training settings {sorted(unknown)}; the work dir was '
-                            'written by another kt version')
-        fingerprint = record.get('data_fingerprint')
-        return cls(**dict(record, cfg_options=tuple(tuple(item) for item in
-                                                    record.get('cfg_options', ())),
-                          vis_backends=tuple(record.get('vis_backends', ())),
-                          data_fingerprint=fingerprint and DataFingerprint.from_record(
-                              fingerprint)))
-
-    def backbone_of(self, index: int) -> str:
-        """Stage ``index``'s backbone: the index-th of a comma-separated ``backbone``
-        (``resnet50,efficientnet_lite0``), the last one repeating."""
-        names = [name.strip() for name in self.backbone.split(',') if name.strip()]
-        if not names:
-            raise UserError('--backbone names no backbone')
-        return names[min(index, len(names)) - 1]
-
-
-@dataclass(frozen=True)
-class Teacher:
-    """A finished earlier stage: its digest, its config and its checkpoint (a path
-    relative to the student's work directory, or absolute)."""
-
-    digest: str
-    config: Config
-    checkpoint: Path
 
 
 def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
@@ -145,7 +59,7 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
     num_classes = settings.num_classes or spec.num_classes
     cfg.model.head.num_classes = num_classes
     cfg.data_preprocessor.num_classes = num_classes
-    for loader in _dataloaders(cfg):
+    for loader in dataloaders(cfg):
         loader.dataset.data_root = settings.data_root
     if settings.img_size:
         resize_pipelines(cfg, settings.img_size)
@@ -191,20 +105,6 @@ def compose_stage_config(settings: TrainSettings, teachers: Sequence[Teacher],
         cfg[FINGERPRINT_KEY] = settings.data_fingerprint.to_record()
     cfg.work_dir = str(work_dir)
     return cfg
-
-
-def stage_seed(seed: int, index: int) -> int:
-    """The random seed of stage ``index`` (1-based) of the sequence with ``seed``.
-
-    ``seed * SEEDS_PER_SEQUENCE + index - 1``: consecutive within a sequence,
-    disjoint between sequences of different ``seed`` (up to
-    ``SEEDS_PER_SEQUENCE`` stages), so no two seed replicates share a model.
-    """
-    if seed < 0:
-        raise UserError(f'seeds are non-negative integers, got {seed}')
-    if not 1 <= index <= SEEDS_PER_SEQUENCE:
-        raise UserError(f'a sequence has at most {SEEDS_PER_SEQUENCE} stages, not {index}')
-    return seed * SEEDS_PER_SEQUENCE + index - 1
 
 
 def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1) -> str:
@@ -259,32 +159,15 @@ def stage_digest(cfg: Config, teacher_digests: Sequence[str], processes: int = 1
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def parse_cfg_options(options: Sequence[str]) -> Dict[str, object]:
-    """Parse ``KEY=VALUE`` strings as mmengine's ``--cfg-options`` does."""
-    from mmengine.config import DictAction
-    parsed = {}
-    for option in options:
-        key, sep, value = option.partition('=')
-        if not sep or not key:
-            raise UserError(f'--cfg-options takes KEY=VALUE, got {option!r}')
-        parsed[key] = DictAction._parse_iterable(value)
-    return parsed
-
-
 def _jsonable(value: object) -> object:
     if hasattr(value, 'to_dict'):
         return value.to_dict()
     return str(value)
 
 
-def _dataloaders(cfg: Config) -> list:
-    return [cfg[name] for name in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-            if cfg.get(name)]
-
-
 def resize_pipelines(cfg: Config, img_size: int) -> None:
     """Scale the Resize/crop steps so that the crop is ``img_size`` pixels."""
-    for loader in _dataloaders(cfg):
+    for loader in dataloaders(cfg):
         pipeline = loader.dataset.pipeline
         crop = next(step for step in pipeline if step.type in ('RandomCrop', 'CenterCrop'))
         base = crop.crop_size
@@ -305,3 +188,65 @@ def _vis_backend(name: str) -> str:
     if importlib.util.find_spec(package) is None:
         raise UserError(f'--vis-backend {name} needs the {package} package: pip install {package}')
     return backend
+
+
+def student_settings(settings: TrainSettings, members: Sequence['TrainedStage'],
+                     distill: DistillSettings) -> TrainSettings:
+    """The training settings of a student: the members' data, pipeline, schedule and batch,
+    with the student's backbone (the first member's by default), epochs, lr, initialisation,
+    seed and validation split (the members' by default). The members' ``--cfg-options`` and
+    ``--vis-backend`` are not applied: they were a command line of whoever trained them, and
+    kt acts on this command's options only.
+
+    Args:
+        settings (TrainSettings): The members' settings.
+        members (Sequence[TrainedStage]): The stages whose ensemble is distilled.
+        distill (DistillSettings): What ``kt distill`` sets.
+    """
+    return dataclasses.replace(
+        settings, backbone=distill.backbone or settings.backbone_of(members[0].index),
+        epochs=distill.epochs or settings.epochs,
+        lr=settings.lr if distill.lr is None else distill.lr,
+        pretrained=distill.pretrained or settings.pretrained, seed=distill.seed,
+        val_split=distill.val_split or settings.val_split, cfg_options=(), vis_backends=())
+
+
+def compose_student_config(student: TrainSettings, members: Sequence['TrainedStage'],
+                           work_dir: Path, distill: DistillSettings) -> Config:
+    """The full config of a student distilled from ``members``.
+
+    The student's settings (:func:`student_settings`); model ``KTDistiller``
+    with cross-entropy weighted ``1 - kd_weight`` and
+    :class:`~registry_plugins.distillation_loss.EnsembleDistillationLoss`;
+    the members as teachers; seed ``1000 * seed + 999`` (never a member's).
+
+    Args:
+        student (TrainSettings): The student's settings.
+        members (Sequence[TrainedStage]): The stages whose ensemble is distilled.
+        work_dir (Path): The work directory.
+        distill (DistillSettings): What ``kt distill`` sets.
+
+    Returns:
+        Config: A config that ``tools/train.py`` runs on its own.
+    """
+    if not 0.0 <= distill.kd_weight <= 1.0:
+        raise UserError(f'--kd-weight is the share of the distillation term, between 0 and 1; '
+                        f'got {distill.kd_weight}')
+    if distill.temperature <= 0:
+        raise UserError(f'--temperature must be positive, got {distill.temperature}')
+    if student.pretrained.startswith((PRETRAINED_FILE, PRETRAINED_URL)):
+        raise UserError(f'the members started from a --pretrained file or URL '
+                        f'({student.pretrained}); pass it to kt distill with --pretrained, or '
+                        '--pretrained default or none')
+    teachers = [Teacher(m.digest, read_stage_config(m.config), Path('..') / m.digest /
+                        m.checkpoint.name) for m in members]
+    cfg = compose_stage_config(student, teachers, work_dir, index=1)
+    cfg.randomness.seed = stage_seed(distill.seed, SEEDS_PER_SEQUENCE)
+    cfg.model.type = 'KTDistiller'
+    cfg.model.pop('or_loss', None)
+    cfg.model.distill_loss = dict(type='EnsembleDistillationLoss',
+                                  temperature=distill.temperature,
+                                  loss_weight=distill.kd_weight,
+                                  attention_weight=distill.attention_weight)
+    cfg.model.head.loss.loss_weight = 1.0 - distill.kd_weight
+    return cfg

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import UserError, exit_on_user_error
+from .config_files import read_stage_config
 from .launcher import train_command
 from .manifest import Manifest
 from .planned_stage import PlannedStage
 from .portable_config import RunInputs
 from .records import record_paths
-from .stage_data import StageData
-from .stage_files import read_stage_config
 from .stage_training import train_recorded_stage
 from .validation_config import validates
+from .work_dir import StageData
 
 
 class Stopped(Exception):

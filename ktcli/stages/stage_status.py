@@ -7,9 +7,9 @@ from typing import Dict, List, Optional
 from ..reading import is_regular_file, no_links_below, read_tail
 from .launcher import failure_reason, parse_progress
 from .manifest import Manifest
-from .scheduler import process_alive
-from .slurm_jobs import DEPENDENCY_FAILED, LIVE, JobReport, SlurmJob, job_states
-from .submitted_jobs import submitted_jobs
+from .records import stage_paths
+from .slurm import DEPENDENCY_FAILED, LIVE, JobReport, SlurmJob, job_states, submitted_jobs
+from .stage_training import process_alive
 
 # Bytes read from the end of a stage's log to find its last progress line.
 LOG_TAIL_BYTES = 65536
@@ -84,7 +84,7 @@ def stage_statuses(work_dir: Path) -> StatusReport:
     knows leaves the stage as its job recorded it. A stage recorded as
     running on this machine whose process is gone is ``interrupted``.
     """
-    manifest = Manifest(work_dir)
+    manifest = Manifest(work_dir, writable=False)
     records = list(manifest.stages.values())
     # A job's own record says queued, running or (stopped by a signal) interrupted; Slurm
     # can say more. A failed stage recorded its reason itself.
@@ -101,7 +101,7 @@ def stage_statuses(work_dir: Path) -> StatusReport:
     teachers_to_blame: List[str] = []
     for record in records:
         digest = record['digest']
-        stage_dir = no_links_below(manifest.work_dir, f'stages/{digest}')
+        stage_dir = no_links_below(manifest.work_dir, stage_paths(digest)['dir'])
         status, reason = record.get('status', 'queued'), record.get('reason')
         job = record.get('job_id') if (str(record.get('job_id')), digest) in ours else None
         if manifest.is_done(digest):

@@ -1,15 +1,79 @@
-"""Load a kt config for mmengine's Runner, as tools/train.py and tools/test.py do."""
+"""The child side of a stage's training or scoring: a kt config made ready for mmengine's
+Runner in this process (``tools/train.py``, ``tools/test.py`` and kt's scoring use it).
+
+A config is read (a stage's ``config.json`` as checked data), its work dir, launcher and
+loader workers set for this machine, and the process joins its data-parallel group.
+
+The process group of a stage's ``srun`` tasks comes from Slurm's own variables.
+mmengine's Slurm initialisation selects a CUDA device before it joins the
+group, so on a node without GPUs every task dies ("Found no NVIDIA driver").
+There, kt joins the gloo group itself: rank ``SLURM_PROCID`` of
+``SLURM_NTASKS``, local rank ``SLURM_LOCALID``, the rendezvous on the first
+host of the step's nodes, at a port derived from the job id so that two jobs
+sharing a node do not meet at the same one. On GPU nodes mmengine's own path
+runs, with the same port (:func:`job_port`).
+"""
 import argparse
 import os
+import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from mmengine.config import Config
 
-from .. import writing
-from ..errors import UserError
-from .slurm_process_group import job_port, join_slurm_group
+from . import writing
+from .errors import UserError
+from .stages.config_files import check_config, read_stage_config
+from .stages.portable_config import dataloaders
+
+# Rendezvous ports kt derives from job ids: below Linux's ephemeral range (32768-60999).
+PORT_BASE, PORT_SPAN = 15000, 15000
+
+
+def job_port(job_id: Optional[str]) -> Optional[str]:
+    """The rendezvous port of Slurm job ``job_id`` (None outside a job)."""
+    return str(PORT_BASE + int(job_id) % PORT_SPAN) if job_id and job_id.isdigit() else None
+
+
+def first_host(nodes: str) -> str:
+    """The first host of a Slurm node list (``node[03-05],gpu1`` -> ``node03``)."""
+    if not any(mark in nodes for mark in '[,'):
+        return nodes
+    hosts = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
+                           text=True, check=True).stdout.split()
+    return hosts[0]
+
+
+def slurm_rendezvous(env: Mapping[str, str]) -> Dict[str, str]:
+    """torch.distributed's environment (``env://``) for this srun task.
+
+    Variables already set (``MASTER_ADDR``, ``MASTER_PORT``) are kept.
+
+    Args:
+        env (Mapping): The task's environment.
+
+    Returns:
+        dict: ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK`` and
+        ``LOCAL_RANK``.
+    """
+    nodes = env.get('SLURM_STEP_NODELIST') or env.get('SLURM_JOB_NODELIST') or \
+        env['SLURM_NODELIST']
+    return dict(
+        MASTER_ADDR=env.get('MASTER_ADDR') or first_host(nodes),
+        MASTER_PORT=env.get('MASTER_PORT') or job_port(env.get('SLURM_JOB_ID')) or '29500',
+        WORLD_SIZE=env.get('SLURM_STEP_NUM_TASKS') or env['SLURM_NTASKS'],
+        RANK=env['SLURM_PROCID'],
+        LOCAL_RANK=env.get('SLURM_LOCALID', '0'))
+
+
+def join_slurm_group() -> None:
+    """Join the gloo process group of this srun task (no CUDA call)."""
+    import torch.distributed
+    if torch.distributed.is_initialized():
+        return
+    os.environ.update(slurm_rendezvous(os.environ))
+    torch.distributed.init_process_group(backend='gloo')
 
 
 def load_config(config: str,
@@ -42,7 +106,6 @@ def load_config(config: str,
         raise UserError(f'config {config} does not exist; the shipped ones are under configs/kt/')
     import registry_plugins  # noqa: F401  (registers kt's modules, adapts checkpoint loading)
     # A stage's config.json (what kt trains) is read as data and checked, never executed.
-    from .stage_files import check_config, read_stage_config
     data_only = Path(config).suffix == '.json'
     cfg = (read_stage_config(Path(config)) if data_only
            else Config.fromfile(config, format_python_code=False))
@@ -81,11 +144,11 @@ def cap_loader_workers(cfg: Config) -> None:
     """Give no data loader of ``cfg`` more worker processes than the CPUs kt may use (the
     paper's configs ask for 8)."""
     cpus = writing.available_cpus()
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        workers = cfg[name].get('num_workers', 0) if cfg.get(name) else 0
+    for loader in dataloaders(cfg):
+        workers = loader.get('num_workers', 0)
         # A received config may ask for anything: at most one loader process per CPU.
         if not isinstance(workers, int) or workers > cpus:
-            cfg[name].num_workers = cpus
+            loader.num_workers = cpus
 
 
 def fit_topk_to_classes(cfg: Config) -> None:
@@ -132,7 +195,3 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def require_gpu(option: str) -> None:
-    """Refuse ``option`` (mixed precision) on a machine without CUDA."""
-    if not torch.cuda.is_available():
-        raise UserError(f'{option} needs a GPU (mixed precision runs on CUDA); drop it here')

@@ -1,7 +1,6 @@
-"""What a stage directory holds besides mmengine's logs and checkpoints, as data kt can trust.
+"""A stage's config as files: written for kt and for people, read back as data kt can trust.
 
-A stage directory (``WORK_DIR/stages/<digest>/``) carries everything needed
-to use and rebuild the record of its stage:
+Each stage directory (see :mod:`~ktcli.stages.records` for the layout) keeps its config twice:
 
 - ``config.json``: the stage's full config as data. This is what kt reads
   (never the Python next to it), and before anything is built from it every
@@ -9,8 +8,6 @@ to use and rebuild the record of its stage:
   registries, so a received file cannot make mmengine import and call an
   arbitrary object.
 - ``config.py``: the same config for people and for ``tools/train.py``.
-- ``stage.json``: the stage's record (digest, status, checkpoint, training
-  time, scores), from which the work dir's manifest can be rebuilt.
 
 Work dirs travel between people; every file here is written atomically and
 read as data only.
@@ -26,11 +23,10 @@ from mmengine.config import Config
 from ..errors import UserError
 from ..reading import MAX_IMAGE_SIDE, UnsafeFileError, no_links_below, read_json, shown
 from ..writing import write_atomically
-from .records import RecordError, check_record
+from .records import CONFIG_DATA, CONFIG_PYTHON
+from .validation_config import (CHECKPOINT_KEY, CHECKPOINT_RULES, TEST_SPLIT, VALIDATION_KEY,
+                                VALIDATION_SPLIT)
 
-CONFIG_DATA = 'config.json'
-CONFIG_PYTHON = 'config.py'
-STAGE_RECORD = 'stage.json'
 # The scopes a config may name (mmengine imports ``<scope>.registry`` for each it meets).
 SCOPES = ('mmpretrain', 'mmengine')
 _KT_IMPORTS = dict(imports=['registry_plugins'])
@@ -204,8 +200,6 @@ def _reach_problem(data: dict) -> Optional[str]:
 
 def _selection_problem(data: dict) -> Optional[str]:
     """A validation split or checkpoint rule kt would not write (validation_config)."""
-    from .validation_config import (CHECKPOINT_KEY, CHECKPOINT_RULES, TEST_SPLIT,
-                                    VALIDATION_KEY, VALIDATION_SPLIT)
     if data.get(VALIDATION_KEY, TEST_SPLIT) not in (VALIDATION_SPLIT, TEST_SPLIT):
         return f'has {VALIDATION_KEY} {shown(data.get(VALIDATION_KEY))}, not validation or test'
     if data.get(CHECKPOINT_KEY, CHECKPOINT_RULES[0]) not in CHECKPOINT_RULES:
@@ -264,26 +258,3 @@ def registered_types() -> FrozenSet[str]:
     return frozenset(names)
 
 
-def write_stage_record(stage_dir: Path, record: dict) -> None:
-    """Write a stage's record (``stage.json``) into its directory."""
-    write_atomically(stage_dir / STAGE_RECORD, json.dumps(record, indent=2, sort_keys=True))
-
-
-def read_stage_record(stage_dir: Path) -> Optional[dict]:
-    """A stage directory's record, or None when it has none.
-
-    Raises:
-        RecordError: A record that is not a regular JSON file, belongs to
-            another stage, or has a field kt cannot use.
-    """
-    path = stage_dir / STAGE_RECORD
-    try:
-        record = read_json(path)
-    except FileNotFoundError:
-        return None
-    except UnsafeFileError as error:
-        raise RecordError(str(error)) from None
-    check_record(record, str(path))
-    if record['digest'] != stage_dir.name:
-        raise RecordError(f'{path}: digest {record["digest"]} is not its folder\'s')
-    return record

@@ -21,7 +21,7 @@ from .frozen_features import FROZEN_FEATURES, MAX_BYTES, batch_bytes, frozen_fea
 if TYPE_CHECKING:
     from mmengine.config import Config
 
-    from ..stages.stage_data import StageData
+    from ..stages.work_dir import StageData
 
 OUTPUTS_NAME = 'test_outputs.pt'
 VAL_OUTPUTS_NAME = 'val_outputs.pt'
@@ -120,7 +120,7 @@ def compute_test_outputs(cfg: 'Config', checkpoint: Union[str, Path],
         (N, H, W) normalised attention maps, on the CPU.
 
     A model whose backbone has frozen stages keeps their features of the split
-    in :data:`~ktcli.reports.frozen_features.FROZEN_FEATURES`; the next model
+    in :data:`~ktcli.scoring.frozen_features.FROZEN_FEATURES`; the next model
     with the same frozen weights (a later stage of the sequence) runs its
     trained stages from them, without loading an image.
     """
@@ -169,7 +169,7 @@ def _test_batches(cfg: 'Config', model: torch.nn.Module) -> Iterator[Tuple[torch
     """The preprocessed test batches of ``cfg`` for ``model``, and their labels (CPU)."""
     from mmengine.runner import Runner
 
-    from ..stages.runner_config import cap_loader_workers
+    from ..runner import cap_loader_workers
     cap_loader_workers(cfg)
     with builds_from(cfg.filename, 'test data loader'):
         loader = Runner.build_dataloader(cfg.test_dataloader)
@@ -209,9 +209,9 @@ def cached_test_outputs(stage_dir: Path, digest: str, config: Union[str, Path],
             outputs are computed. Defaults to None (``--data-root`` not given).
         split (str): ``'test'`` or ``'validation'``. Defaults to ``'test'``.
     """
-    from ..stages.stage_data import StageData
-    from ..stages.stage_files import read_stage_config
+    from ..stages.config_files import read_stage_config
     from ..stages.validation_config import VALIDATION_SPLIT, validation_view
+    from ..stages.work_dir import StageData
     cfg = read_stage_config(Path(config))
     path = Path(stage_dir) / OUTPUTS_NAME
     if split == VALIDATION_SPLIT:
@@ -252,7 +252,7 @@ def _signed_outputs(content: bytes, identity: bytes) -> Optional[Dict[str, torch
 def validation_rows(stages: Sequence, device: str = 'cpu', data: Optional['StageData'] = None,
                     batch_size: Optional[int] = None) -> Optional[list]:
     """Each trained stage alone and in the ensemble with those before it on the stages'
-    validation split (:func:`~ktcli.reports.ensemble_figures.ensemble_rows`); None when they
+    validation split (:func:`~ktcli.scoring.ensemble_figures.ensemble_rows`); None when they
     were trained without one.
 
     Args:
@@ -261,7 +261,7 @@ def validation_rows(stages: Sequence, device: str = 'cpu', data: Optional['Stage
         data (StageData, optional): Where their data is. Defaults to None.
         batch_size (int, optional): Overrides the configs' batch size.
     """
-    from ..stages.stage_files import read_stage_config
+    from ..stages.config_files import read_stage_config
     from ..stages.validation_config import VALIDATION_SPLIT, has_validation_split
     from .ensemble_figures import ensemble_rows
     if not stages or not all(has_validation_split(read_stage_config(Path(stage.config)))
