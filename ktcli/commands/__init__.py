@@ -1,2 +1,6 @@
-"""One module per ``kt`` command (``train``, ``ablate``, ``ensemble``, ``visualize``,
-``export``, ``predict``, ``data``) and the training options they share."""
+"""The ``kt`` commands: one module per command, the top layer (nothing below imports them).
+
+Modules: ``training_options`` (the options every training command shares, the scheduler
+they choose), then ``train``, ``ablate``, ``distill``, ``status``, ``ensemble``,
+``visualize``, ``report``, ``export``, ``predict`` and ``data``.
+"""
