@@ -45,7 +45,7 @@ def is_user_error(error: BaseException) -> bool:
     if isinstance(error, USER_ERRORS) or storage_fix(error) or is_out_of_memory(error):
         return True
     # Only loaded once something has touched checkpoints.
-    checkpoints = sys.modules.get('registry_plugins.checkpoint_loading')
+    checkpoints = sys.modules.get('registry_plugins.errors')
     return checkpoints is not None and isinstance(error, checkpoints.CheckpointError)
 
 

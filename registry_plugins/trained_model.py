@@ -11,7 +11,8 @@ from mmpretrain.registry import MODELS
 
 from ktcli.errors import builds_from
 
-from .checkpoint_loading import CheckpointError, resolve_checkpoint
+from .checkpoint_loading import resolve_checkpoint
+from .errors import CheckpointError
 
 ConfigLike = Union[str, Path, dict, Config]
 
