@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-from .errors import UserError, describe, storage_fix
+from ktbase.errors import storage_failure
+
+from .errors import UserError
 
 
 def write_atomically(path: Path, content: Union[str, bytes],
@@ -59,8 +61,8 @@ def write_atomically(path: Path, content: Union[str, bytes],
     except OSError as error:
         _remove(temporary)
         error.filename = str(path)
-        raise UserError(describe(error) if storage_fix(error)
-                        else f'cannot write {path}: {error.strerror or error}') from None
+        raise UserError(storage_failure(error)
+                        or f'cannot write {path}: {error.strerror or error}') from None
     except BaseException:
         _remove(temporary)
         raise

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ktcli.errors import first_line
+from ktbase.errors import first_line
 
 from .errors import CheckpointError
 
