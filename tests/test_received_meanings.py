@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ktcli import writing
+from ktbase import writing
 from ktcli.reports import run_facts, test_outputs
 from ktcli.stages.records import RecordError, check_ablation
 

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
+from ktbase.writing import write_atomically
+
 from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
-from ..writing import write_atomically
 from .records import STAGES_DIR, check_manifest, is_digest, stage_paths
 from .stage_files import read_stage_record, write_stage_record
 
