@@ -4,7 +4,7 @@ Work dirs and exports travel between people, so whatever kt reads from one is tr
 untrusted: a path it names must stay inside the work dir, a file must be a regular file
 (not a symbolic link out of the folder, a FIFO that blocks the reader or a device that never
 ends), and no file is read past a size cap. Every refusal is a :class:`UnsafeFileError`, one
-line naming the file and what is wrong with it. Light on imports, like ``writing.py``.
+line naming the file and what is wrong with it. Light on imports, like ``ktbase.writing``.
 """
 import errno
 import json

@@ -18,10 +18,10 @@ route_library_output_to_stderr()
 
 from .best_checkpoint_hook import BestCheckpointHook
 from .bn_mlp_cls_head import BNMLPClsHead
-from .checkpoint_loading import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
-                                 resolve_checkpoint)
+from .checkpoint_loading import UnsafeCheckpointError, load_checkpoint_file, resolve_checkpoint
 from .distillation_loss import EnsembleDistillationLoss, ensemble_distillation_loss
 from .epoch_seeding import EpochSeedHook, seed_loader_worker
+from .errors import CheckpointError
 from .freezable_timm_backbone import FreezableTIMMBackbone
 from .global_max_pooling import GlobalMaxPooling
 from .input_normalisation import InputRenormalisation, input_normalisation

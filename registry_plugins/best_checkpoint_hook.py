@@ -12,7 +12,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmpretrain.registry import HOOKS
 
-from ktcli.writing import write_atomically
+from ktbase.writing import write_atomically
 
 # The best epoch's weights, the file a stage with --checkpoint best-val|best-test hands on.
 BEST_CHECKPOINT = 'best.pth'

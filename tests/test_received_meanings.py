@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ktcli import writing
+from ktbase import writing
 from ktcli.reports import run_facts
 from ktcli.reports.ablation_records import check_ablation
 from ktcli.scoring import test_outputs

@@ -313,5 +313,5 @@ def run_name(alpha: Optional[float] = None, seed: Optional[int] = None) -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as indented JSON (replacing the file, never writing through it)."""
-    from ..writing import write_atomically
+    from ktbase.writing import write_atomically
     write_atomically(path, json.dumps(data, indent=2))

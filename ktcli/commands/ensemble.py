@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ktbase.writing import write_atomically
+
 from ..errors import exit_on_user_error
-from ..writing import write_atomically
 from .training_options import STAGE_DATA_ROOT
 
 class Fusion(str, Enum):

@@ -40,7 +40,7 @@ def report(
         started = time.monotonic()
         from ..reports.report_figures import gather_report
         from ..reports.report_page import render
-        from ..writing import write_atomically
+        from ktbase.writing import write_atomically
 
         path = out or Path(work_dir) / REPORT_NAME
         with progress_display(console) as start_task:

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError, exit_on_user_error
-from ..writing import write_atomically
 
 STATUS_STYLES = dict(done='green', running='cyan', queued='yellow', failed='red',
                      cancelled='red', interrupted='magenta')

@@ -8,8 +8,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError, exit_on_user_error
-from ..writing import write_atomically
 from .training_options import STAGE_DATA_ROOT
 
 CELL = 192

@@ -13,8 +13,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError
-from ..writing import write_atomically
 from .fingerprint import DataFingerprint, dataset_fingerprint
 from .image_verification import cache_dir
 from .specs import dataset_spec

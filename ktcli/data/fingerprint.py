@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError
 from ..reading import open_data_file
-from ..writing import write_atomically
 from .image_verification import POOL_THRESHOLD, cache_dir, worker_count
 
 # Part of every fingerprint and cache key; bump it when what is hashed changes.

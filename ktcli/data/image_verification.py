@@ -16,8 +16,10 @@ from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError
-from ..writing import available_cpus, write_atomically
+from ..writing import available_cpus
 
 # The unreadable images an error line names before "and N more".
 LISTED_UNREADABLE = 3

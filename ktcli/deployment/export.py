@@ -25,9 +25,10 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ktbase.writing import private_temporary_folder, write_atomically
+
 from .. import __version__
 from ..errors import UserError
-from ..writing import private_temporary_folder, write_atomically
 from .accuracy_check import AccuracyFigures, AccuracyThresholds, check_accuracy
 from .ensemble_module import EnsembleModule, StageEnsemble
 from .export_check import CheckRow, ExportCheckError, check_batches, verify_export

@@ -17,9 +17,10 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from ktbase.writing import private_temporary_folder
+
 from ..errors import UserError
 from ..resources import IMPORT_ROOT
-from ..writing import private_temporary_folder
 from .ensemble_module import StageEnsemble
 from .export_verifier import to_model_input, torch_runner
 from .split_images import first_test_images

@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..writing import private_temporary_folder
+from ktbase.writing import private_temporary_folder
 
 # The precisions ``kt export --dtype`` offers.
 DTYPES = ('fp32', 'int8', 'fp16')

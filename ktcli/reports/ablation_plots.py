@@ -9,7 +9,8 @@ import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..writing import write_atomically
+from ktbase.writing import write_atomically
+
 from .plots import pyplot
 
 plt = pyplot()

@@ -13,7 +13,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, builds_from, first_line
+from ktbase.errors import builds_from
+
+from ..errors import UserError, first_line
 from .prediction_panels import ImageView, MemberView
 
 FIXED = 'model 1 wrong, ensemble right'

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional, Sequence, Tuple, Uni
 
 import torch
 
-from ..errors import UserError, builds_from
+from ktbase.errors import builds_from
+from ktbase.writing import write_atomically
+
+from ..errors import UserError
 from ..reading import open_regular, read_capped
-from ..writing import write_atomically
 from .frozen_features import FROZEN_FEATURES, MAX_BYTES, batch_bytes, frozen_features_key
 
 if TYPE_CHECKING:

@@ -20,9 +20,10 @@ from typing import Any, FrozenSet, Iterator, Optional, Set, Tuple
 
 from mmengine.config import Config
 
+from ktbase.writing import write_atomically
+
 from ..errors import UserError
 from ..reading import MAX_IMAGE_SIDE, UnsafeFileError, no_links_below, read_json, shown
-from ..writing import write_atomically
 from .records import CONFIG_DATA, CONFIG_PYTHON
 from .validation_config import (CHECKPOINT_KEY, CHECKPOINT_RULES, TEST_SPLIT, VALIDATION_KEY,
                                 VALIDATION_SPLIT)

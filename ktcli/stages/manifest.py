@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+from ktbase.writing import write_atomically
+
 from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
-from ..writing import write_atomically
 from .records import (FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, RESULTS_NAME, STAGES_DIR,
                       STAGE_LINK, check_manifest, is_digest, read_stage_record, stage_paths,
                       write_stage_record)

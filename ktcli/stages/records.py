@@ -21,13 +21,14 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ktbase.writing import write_atomically
+
 from ..data.specs import DATASETS
 from ..data.validation_split import is_val_split
 from ..errors import UserError
 from ..reading import DIGEST, MAX_IMAGE_SIDE, UnsafeFileError, read_json, shown
 from ..received_values import (MAX_INT, describe_hint, integer, matches_hint, number, optional,
                                short_string)
-from ..writing import write_atomically
 from .backbones import is_backbone_name
 from .portable_config import PRETRAINED_FILE, PRETRAINED_URL
 from .settings import VIS_BACKENDS, TrainSettings

@@ -1,6 +1,6 @@
 """Run every received-work-dir and export case of issues 16 and 26 and print the outcome table.
 
-    python tools/received_sweep.py [--base DIR] [--markdown] [--only TEXT]
+    python -m tests.received_sweep [--base DIR] [--markdown] [--only TEXT]
 
 Trains a 2-stage tiny work dir on the tiny demo data (as the test suite's fixtures do),
 exports a 3-member ensemble to ONNX and TorchScript, then runs each case of
@@ -8,7 +8,8 @@ exports a 3-member ensemble to ONNX and TorchScript, then runs each case of
 use) on a fresh tampered copy, in a process of its own, and prints the command, its exit
 code and its stderr line, with FAIL where the outcome is not the expected one (exit code,
 the phrase of the line, a traceback, a second line, or anything outside the work dir read,
-written or run).
+written or run). It lives with the tests because it is built from them; run it from the
+repository's root.
 """
 import argparse
 import subprocess
@@ -16,15 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.kt_processes import KtServer  # noqa: E402
-from tests.received_cases import CASES  # noqa: E402
-from tests.received_meanings import MEANING_CASES  # noqa: E402
-from tests.received_copies import received, snapshot  # noqa: E402
-from tests.test_export import exported_files, three_member_work_dir  # noqa: E402
-from tests.test_received_cases import check_outcome  # noqa: E402
+from .conftest import REPO
+from .kt_processes import KtServer
+from .received_cases import CASES
+from .received_copies import received, snapshot
+from .received_meanings import MEANING_CASES
+from .test_export import exported_files, three_member_work_dir
+from .test_received_cases import check_outcome
 
 TINY = ['--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8']
 
