@@ -69,7 +69,7 @@ def distill(
         settings = student_settings(members_settings(work_dir, members, data_root), members,
                                     options)
         cfg = compose_student_config(settings, members, Path(work_dir).resolve(), options)
-        scheduler = make_scheduler(work_dir, launcher, settings.processes,
+        scheduler = make_scheduler(launcher, settings.processes,
                                    slurm_args=slurm_args, verbose=verbose, console=console)
         trainer = WorkDirSequences(work_dir, scheduler, console).sequence(settings)
         result = trainer.distil(cfg, [m.digest for m in members])

@@ -232,16 +232,16 @@ class TrainingOptions:
         from ..data.validation_split import parse_val_split
         return parse_val_split(self.val_split)
 
-    def scheduler(self, work_dir: Path, console: Console):
+    def scheduler(self, console: Console):
         """What trains the stages: Slurm jobs, or this machine ``--parallel`` at a time."""
-        return make_scheduler(work_dir, self.launcher, self.gpus, self.parallel, self.slurm_args,
+        return make_scheduler(self.launcher, self.gpus, self.parallel, self.slurm_args,
                               self.verbose, console)
 
     def sequences(self, work_dir: Path, console: Console):
         """The :class:`~ktcli.stages.sequence.WorkDirSequences` this command trains in
         ``work_dir``, with the scheduler these options choose."""
         from ..stages.sequence import WorkDirSequences
-        return WorkDirSequences(work_dir, self.scheduler(work_dir, console), console)
+        return WorkDirSequences(work_dir, self.scheduler(console), console)
 
 
 def with_training_options(command: Callable) -> Callable:
@@ -264,18 +264,18 @@ def with_training_options(command: Callable) -> Callable:
     return wrapper
 
 
-def make_scheduler(work_dir: Path, launcher: Launcher, processes: int = 1, parallel: int = 1,
+def make_scheduler(launcher: Launcher, processes: int = 1, parallel: int = 1,
                    slurm_args: str = '', verbose: bool = False,
                    console: Optional[Console] = None):
     """A :class:`SlurmScheduler` for ``--launcher slurm``, else a :class:`LocalScheduler`
     (torchrun when a stage has several processes)."""
     if launcher == Launcher.slurm:
         from ..stages.slurm import SlurmScheduler
-        return SlurmScheduler(work_dir, processes, slurm_args, console)
+        return SlurmScheduler(processes, slurm_args, console)
     from ..stages.scheduler import LocalScheduler
     if launcher == Launcher.none and processes > 1:
         launcher = Launcher.pytorch
-    return LocalScheduler(work_dir, processes, launcher.value, parallel, verbose, console)
+    return LocalScheduler(processes, launcher.value, parallel, verbose, console)
 
 
 def _count_classes(root: Path) -> int:

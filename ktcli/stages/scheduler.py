@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from rich.console import Console
@@ -101,7 +100,6 @@ class LocalScheduler:
     """Train planned stages on this machine, up to ``parallel`` at a time.
 
     Args:
-        work_dir (Path): The work directory.
         processes (int): Data-parallel processes per stage.
         launcher (str): ``'none'`` or ``'pytorch'`` (torchrun).
         parallel (int): Stages at once. Defaults to 1.
@@ -109,10 +107,8 @@ class LocalScheduler:
         console (Console, optional): Where to print.
     """
 
-    def __init__(self, work_dir: Path, processes: int = 1, launcher: str = 'none',
-                 parallel: int = 1, verbose: bool = False,
-                 console: Optional[Console] = None) -> None:
-        self.work_dir = Path(work_dir).resolve()
+    def __init__(self, processes: int = 1, launcher: str = 'none', parallel: int = 1,
+                 verbose: bool = False, console: Optional[Console] = None) -> None:
         self.processes = processes
         self.launcher = launcher
         self.parallel = parallel

@@ -254,17 +254,17 @@ def _sbatch_path(path: Path) -> str:
 class SlurmScheduler:
     """Submit the stages that are not done as Slurm jobs linked by their teachers.
 
+    The work dir (the manifest's) must be on storage every node sees.
+
     Args:
-        work_dir (Path): The work directory (on storage every node sees).
         processes (int): Processes (tasks, one per GPU) per stage.
         slurm_args (str): sbatch options for every job (partition, GPUs,
             time, ...).
         console (Console, optional): Where to print.
     """
 
-    def __init__(self, work_dir: Path, processes: int = 1, slurm_args: str = '',
+    def __init__(self, processes: int = 1, slurm_args: str = '',
                  console: Optional[Console] = None) -> None:
-        self.work_dir = Path(work_dir).resolve()
         self.processes = processes
         self.slurm_args = slurm_args
         self.console = console or Console()
@@ -315,9 +315,9 @@ class SlurmScheduler:
             write_stage_config(stage.cfg, stage.dir)
             after = [jobs[teacher] for teacher in stage.teachers if teacher in jobs]
             # Queued before sbatch: a job that starts at once records itself after this.
-            manifest.update(stage.digest, **stage.placement(self.work_dir), status='queued',
+            manifest.update(stage.digest, **stage.placement(manifest.work_dir), status='queued',
                             job_id=None, after=after, pid=None, reason=None)
-            jobs[stage.digest] = self._submit(stage, after)
+            jobs[stage.digest] = self._submit(manifest.work_dir, stage, after)
             remember_job(jobs[stage.digest], stage.digest)
             manifest.update(stage.digest, job_id=jobs[stage.digest])
             submitted.append(stage)
@@ -326,14 +326,14 @@ class SlurmScheduler:
                            + (f' ({", ".join(jobs[s.digest] for s in submitted)})'
                               if submitted else '')
                            + f'; {len(stages) - len(submitted)} already queued or running. '
-                           f'Follow them with `kt status {self.work_dir}`; once they have '
+                           f'Follow them with `kt status {manifest.work_dir}`; once they have '
                            'finished, rerun this command to score them and print the tables.')
         return False
 
-    def _submit(self, stage: PlannedStage, after: List[str]) -> str:
-        """sbatch one stage; its job id."""
+    def _submit(self, work_dir: Path, stage: PlannedStage, after: List[str]) -> str:
+        """sbatch one stage of ``work_dir``; its job id."""
         job = [sys.executable, '-m', 'ktcli.stages.stage_job', *stage.inputs.arguments(),
-               str(self.work_dir), stage.digest, '--processes', str(self.processes)]
+               str(work_dir), stage.digest, '--processes', str(self.processes)]
         command = ['sbatch', '--parsable', f'--job-name=kt-{stage.digest[:8]}',
                    f'--output={_sbatch_path(stage.dir)}/slurm-%j.out', f'--ntasks={self.processes}']
         if after:
