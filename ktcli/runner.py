@@ -22,7 +22,7 @@ from typing import Dict, Mapping, Optional
 import torch
 from mmengine.config import Config
 
-from . import writing
+from . import cpus
 from .errors import UserError
 from .stages.config_files import check_config, read_stage_config
 from .stages.portable_config import dataloaders
@@ -117,13 +117,13 @@ def load_config(config: str,
     cfg.launcher = launcher
     fit_topk_to_classes(cfg)
     cap_loader_workers(cfg)
-    cpus = writing.available_cpus()
-    if writing.slurm_cpus() is not None and 'OMP_NUM_THREADS' not in os.environ:
+    allotted = cpus.available_cpus()
+    if cpus.slurm_cpus() is not None and 'OMP_NUM_THREADS' not in os.environ:
         # Torch would take every core of the node, whatever the job was given.
-        torch.set_num_threads(cpus)
-        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(cpus)
-        print(f'kt: {cpus} CPU(s) of the Slurm job for this process: {cpus} torch thread(s), '
-              f'at most {cpus} data loader worker(s)', flush=True)
+        torch.set_num_threads(allotted)
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(allotted)
+        print(f'kt: {allotted} CPU(s) of the Slurm job for this process: {allotted} torch '
+              f'thread(s), at most {allotted} data loader worker(s)', flush=True)
     if launcher == 'slurm':
         # The tasks of a step meet at a port of their job's own: mmengine takes 29500,
         # which two jobs sharing a node would both take.
@@ -143,12 +143,12 @@ def load_config(config: str,
 def cap_loader_workers(cfg: Config) -> None:
     """Give no data loader of ``cfg`` more worker processes than the CPUs kt may use (the
     paper's configs ask for 8)."""
-    cpus = writing.available_cpus()
+    allotted = cpus.available_cpus()
     for loader in dataloaders(cfg):
         workers = loader.get('num_workers', 0)
         # A received config may ask for anything: at most one loader process per CPU.
-        if not isinstance(workers, int) or workers > cpus:
-            loader.num_workers = cpus
+        if not isinstance(workers, int) or workers > allotted:
+            loader.num_workers = allotted
 
 
 def fit_topk_to_classes(cfg: Config) -> None:

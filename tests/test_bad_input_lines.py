@@ -81,7 +81,7 @@ def test_writes_replace_the_whole_file(tmp_path):
 
 
 def test_loader_workers_are_capped_at_the_cpus_available(monkeypatch):
-    from ktcli import runner, writing
-    monkeypatch.setattr(writing, 'available_cpus', lambda: 2)
+    from ktcli import cpus, runner
+    monkeypatch.setattr(cpus, 'available_cpus', lambda: 2)
     cfg = runner.load_config(str(REPO / 'configs' / 'kt' / 'resnet50_kt_cub.py'))
     assert cfg.train_dataloader.num_workers == cfg.test_dataloader.num_workers == 2

@@ -156,7 +156,7 @@ def test_onnx_sessions_are_set_up_for_speed(int8_export, monkeypatch):
     import onnxruntime
 
     from ktcli.deployment.export_verifier import ExportedModel
-    from ktcli.writing import available_cpus
+    from ktcli.cpus import available_cpus
 
     sessions = []
     session_type = onnxruntime.InferenceSession

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ktcli import writing
+from ktcli.cpus import available_cpus, slurm_cpus
 from ktcli.runner import job_port, slurm_rendezvous
 from ktcli.stages.launcher import StageRun, run_stage
 from ktcli.stages.slurm import job_states
@@ -84,8 +84,8 @@ def test_slurm_cpus_follow_the_allocation(monkeypatch, env, cpus):
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert writing.slurm_cpus() == cpus
-    assert writing.available_cpus() == min(cpus or 10 ** 6, len(os.sched_getaffinity(0)))
+    assert slurm_cpus() == cpus
+    assert available_cpus() == min(cpus or 10 ** 6, len(os.sched_getaffinity(0)))
 
 
 def test_a_slurm_job_sets_torch_threads_and_loader_workers(monkeypatch, tmp_path):

@@ -59,7 +59,7 @@ from ktcli.deployment.quantisation import DTYPES, convert_fp16, quantise_int8  #
 from ktcli.deployment.split_images import calibration_images  # noqa: E402
 from ktcli.errors import UserError, exit_on_user_error  # noqa: E402
 from ktcli.stages.work_dir import parse_models  # noqa: E402
-from ktcli.writing import available_cpus  # noqa: E402
+from ktcli.cpus import available_cpus  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

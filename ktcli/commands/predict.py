@@ -143,9 +143,9 @@ def load_model(model: Path, models: Optional[str], fusion: Optional[str],
     Raises:
         UserError: No such model, or a file ``kt export`` did not write.
     """
+    from ..cpus import available_cpus
     from ..deployment.export_verifier import FORMATS, ExportedModel, torch_runner
     from ..reading import open_regular
-    from ..writing import available_cpus
 
     threads = threads or available_cpus()
     if model.is_dir():

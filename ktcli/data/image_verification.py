@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ktbase.writing import write_atomically
 
+from ..cpus import available_cpus
 from ..errors import UserError
-from ..writing import available_cpus
 
 # The unreadable images an error line names before "and N more".
 LISTED_UNREADABLE = 3

@@ -13,7 +13,7 @@ under ``metadata`` (a JSON string). A float32 array is the model's input as it i
 array holds images as the test pipeline leaves them (N, 3, H, W, BGR), prepared here with
 :func:`to_model_input` from the metadata read back. Only numpy, the format's runtime
 (onnxruntime for ONNX, torch for TorchScript) and kt's standard-library helpers
-(``ktcli.writing``, ``ktcli.reading``, the metadata schema and the TorchScript check) are
+(``ktcli.cpus``, ``ktcli.reading``, the metadata schema and the TorchScript check) are
 imported. Every file is checked before it runs: its metadata field by field
 (:mod:`~ktcli.deployment.export_metadata`) and, for TorchScript, every operator of every
 method (:mod:`~ktcli.deployment.torchscript_check`).
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..cpus import available_cpus
 from ..errors import UserError
-from ..writing import available_cpus
 from .export_metadata import parse_metadata
 from .torchscript_check import check_archive, check_module
 

@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
+from ..cpus import available_cpus
 from ..errors import UserError
-from ..writing import available_cpus
 from .config_files import write_stage_config
 from .launcher import TrainProgress, train_command
 from .manifest import Manifest
