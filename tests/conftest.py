@@ -3,9 +3,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pytest
+
+from .kt_processes import SESSION_SERVERS, KtServer, forked_kt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,22 +40,32 @@ def demo_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='session')
-def trained_work_dir(tmp_path_factory, demo_root) -> Path:
+def kt_server(image_check_cache) -> Iterator[KtServer]:
+    """The session's kt server (tests/kt_processes.py): each command a forked process of its
+    own, without importing torch, mmengine and mmpretrain again (a few seconds each). Tests
+    whose point is a fresh interpreter (what kt prints or imports at start) run
+    ``python -m ktcli`` instead."""
+    with KtServer(timeout=1200) as server:
+        SESSION_SERVERS.append(server)
+        yield server
+        SESSION_SERVERS.remove(server)
+
+
+@pytest.fixture(scope='session')
+def trained_work_dir(tmp_path_factory, demo_root, kt_server) -> Path:
     """A kt work dir with a 2-stage sequence of tiny models (read-only for tests; copy it to
     change it). What ``kt train`` printed is in ``kt_train.out`` beside it."""
     work_dir = tmp_path_factory.mktemp('trained') / 'work'
-    result = subprocess.run(
-        [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
-         str(demo_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
-         '--batch-size', '8', '--work-dir', str(work_dir), '--n', '2'],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = forked_kt('train', '--dataset', 'demo', '--data-root', demo_root, '--backbone',
+                       'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
+                       '--work-dir', work_dir, '--n', '2')
     assert result.returncode == 0, result.stderr[-3000:]
     (work_dir.parent / 'kt_train.out').write_text(result.stdout)
     return work_dir
 
 
 @pytest.fixture(scope='session')
-def parallel_ablation(tmp_path_factory, demo_root) -> tuple:
+def parallel_ablation(tmp_path_factory, demo_root, kt_server) -> tuple:
     """``kt ablate n --max-n 3 --parallel 2`` at the tiny settings: its work dir and its
     finished process (tests/test_ablate_command.py checks it against the serial run; the
     Slurm tests compare their jobs with it)."""
@@ -89,7 +101,6 @@ def slurm_kt(tmp_path_factory, image_check_cache) -> tuple:
     """A kt server (tests/kt_processes.py) whose commands find fake sbatch, squeue, sacct and
     scancel (tests/test_stage_scheduling.py) first on PATH, and the fakes' folder (squeue
     answers what a test writes to its squeue.txt; scancel records any call)."""
-    from .kt_processes import KtServer
     from .test_stage_scheduling import FAKE_QUERY, FAKE_SBATCH
     bin_dir, state = tmp_path_factory.mktemp('fake_bin'), tmp_path_factory.mktemp('fake_slurm')
     scripts = dict(sbatch=FAKE_SBATCH.format(python=sys.executable),

@@ -10,6 +10,9 @@ before forking, so no thread pool is inherited.
 
     with KtServer() as kt:
         result = kt.run('status', work_dir)      # a subprocess.CompletedProcess
+
+The suite shares one server (tests/conftest.py's ``kt_server`` fixture): a test that requests
+it runs commands through :func:`forked_kt`.
 """
 import json
 import os
@@ -17,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
+# The session's server while tests/conftest.py's kt_server fixture holds it.
+SESSION_SERVERS: List['KtServer'] = []
 
 
 class KtServer:
@@ -45,15 +50,35 @@ class KtServer:
         self._process.stdin.close()
         self._process.wait(timeout=60)
 
-    def run(self, *args, cwd: Path = REPO) -> subprocess.CompletedProcess:
-        """Run ``kt ARGS`` in a forked child; its exit code and output."""
+    def run(self, *args, cwd: Path = REPO, env: Optional[dict] = None,
+            timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+        """Run ``kt ARGS`` in a forked child; its exit code and output.
+
+        Args:
+            cwd (Path): The child's working folder.
+            env (dict, optional): The child's whole environment. Defaults to the
+                server's.
+            timeout (float, optional): Seconds before the child is killed. Defaults to
+                the server's.
+        """
         args = [str(arg) for arg in args]
-        request = dict(args=args, cwd=str(cwd), timeout=self.timeout)
+        request = dict(args=args, cwd=str(cwd), env=env,
+                       timeout=self.timeout if timeout is None else timeout)
         self._process.stdin.write(json.dumps(request) + '\n')
         self._process.stdin.flush()
         reply = json.loads(self._process.stdout.readline())
         return subprocess.CompletedProcess(['kt', *args], reply['code'], reply['stdout'],
                                            reply['stderr'])
+
+
+def forked_kt(*args, cwd: Path = REPO, env: Optional[dict] = None,
+              timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    """``kt ARGS`` forked from the session's server, in this process's environment (as a
+    subprocess would inherit it, a test's monkeypatched variables included) plus ``env``.
+    The test (or a fixture it uses) requests the ``kt_server`` fixture."""
+    assert SESSION_SERVERS, 'forked_kt needs the kt_server fixture'
+    return SESSION_SERVERS[-1].run(*args, cwd=cwd, env={**os.environ, **(env or {})},
+                                   timeout=timeout)
 
 
 def serve() -> None:
@@ -81,6 +106,9 @@ def _child(request: dict, out: Path, err: Path) -> None:
     code = 1
     try:
         os.chdir(request['cwd'])
+        if request['env'] is not None:
+            os.environ.clear()
+            os.environ.update(request['env'])
         for stream, path in ((1, out), (2, err)):
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(descriptor, stream)

@@ -4,16 +4,9 @@ stderr naming the problem, no traceback,
 nothing outside the work dir read, written or run."""
 import pytest
 
-from .kt_processes import KtServer
 from .received_cases import CASES
 from .received_meanings import MEANING_CASES
 from .received_copies import PAYLOAD_MARKER, ZEN, received, snapshot
-
-
-@pytest.fixture(scope='module')
-def forked_kt():
-    with KtServer() as server:
-        yield server
 
 
 def check_outcome(case, result, ctx, before) -> str:
@@ -35,8 +28,8 @@ def check_outcome(case, result, ctx, before) -> str:
 
 @pytest.mark.parametrize('case', CASES + MEANING_CASES,
                          ids=[case.name for case in CASES + MEANING_CASES])
-def test_received_case(case, tmp_path, trained_work_dir, demo_root, exported, forked_kt):
+def test_received_case(case, tmp_path, trained_work_dir, demo_root, exported, kt_server):
     ctx = received(tmp_path, trained_work_dir, demo_root, exported)
     before = snapshot(ctx.outside)
     args = case.prepare(ctx)
-    check_outcome(case, forked_kt.run(*args), ctx, before)
+    check_outcome(case, kt_server.run(*args), ctx, before)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from .conftest import REPO
-from .kt_processes import KtServer
+from .kt_processes import forked_kt as kt
 
 
 class CodeRunningPayload:
@@ -27,22 +27,9 @@ class CodeRunningPayload:
         return os.system, (f'touch {self.marker}',)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def kt_server():
-    """One server for this module's kt commands (see tests/kt_processes.py)."""
-    with KtServer(timeout=600) as server:
-        SERVERS.append(server)
-        yield server
-        SERVERS.remove(server)
-
-
-SERVERS: list = []
-
-
-def kt(*args: str) -> subprocess.CompletedProcess:
-    """``kt ARGS`` in a process of its own, forked from the module's server (a real
-    process, without importing torch and mmengine again for each command)."""
-    return SERVERS[-1].run(*args)
+# kt(ARGS) runs each command in a process of its own, forked from the session's server (a
+# real process, without importing torch and mmengine again for each command).
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
 def train_args(work_dir: Path, demo_root: Path, n: int) -> list:
