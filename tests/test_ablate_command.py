@@ -4,22 +4,22 @@ import datetime
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import REPO, cached_outputs
+from .conftest import cached_outputs
+from .kt_processes import forked_kt
 
 LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)', re.MULTILINE)
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
 def kt_ablate(kind: str, work_dir: Path, data_root: Path, *options: str):
-    command = [sys.executable, '-m', 'ktcli', 'ablate', kind, '--dataset', 'demo',
-               '--data-root', str(data_root), '--backbone', 'resnet18_tiny', '--img-size', '32',
-               '--epochs', '1', '--batch-size', '8', '--work-dir', str(work_dir), *options]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    result = forked_kt('ablate', kind, '--dataset', 'demo', '--data-root', data_root,
+                       '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
+                       '--batch-size', '8', '--work-dir', work_dir, *options)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

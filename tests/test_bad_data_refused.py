@@ -3,7 +3,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,17 @@ from ktcli.data import image_verification
 from ktcli.data.check import verified_data_root
 from ktcli.data.image_verification import POOL_THRESHOLD, unreadable_images, worker_count
 
-from .conftest import REPO
+from .kt_processes import forked_kt
 
 CLASSES = 3
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
 def kt(*args: str, work_dir: Path, cache: Path) -> subprocess.CompletedProcess:
     """Run ``kt <args>`` with tiny training options, caching image verdicts in ``cache``."""
-    command = [sys.executable, '-m', 'ktcli', *args, '--backbone', 'resnet18_tiny',
-               '--img-size', '32', '--epochs', '1', '--batch-size', '8',
-               '--work-dir', str(work_dir)]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, KT_CACHE_DIR=str(cache)))
+    return forked_kt(*args, '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
+                     '--batch-size', '8', '--work-dir', work_dir,
+                     env=dict(KT_CACHE_DIR=str(cache)))
 
 
 def refusal(result: subprocess.CompletedProcess, work_dir: Path) -> str:

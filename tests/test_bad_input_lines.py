@@ -3,7 +3,6 @@ import errno
 import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,13 @@ from ktcli.errors import UserError
 from ktcli.stages.manifest import Manifest
 
 from .conftest import REPO
+from .kt_processes import forked_kt
 
 
 def kt_train(demo_root: Path, work_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
-         str(demo_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
-         '--batch-size', '8', '--work-dir', str(work_dir), '--n', '2', *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    return forked_kt('train', '--dataset', 'demo', '--data-root', demo_root, '--backbone',
+                     'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
+                     '--work-dir', work_dir, '--n', '2', *extra)
 
 
 @pytest.mark.parametrize('extra, expected', [
@@ -30,6 +28,7 @@ def kt_train(demo_root: Path, work_dir: Path, *extra: str) -> subprocess.Complet
     (['--cfg-options', 'model.head.num_classes=abc'],
      "error: --cfg-options model.head.num_classes=abc break the config: TypeError: "),
 ], ids=['alpha inf', 'lr nan', 'lr negative', 'cfg-options'])
+@pytest.mark.usefixtures('kt_server')
 def test_a_bad_value_stops_before_anything_trains(tmp_path, demo_root, extra, expected):
     result = kt_train(demo_root, tmp_path / 'work', *extra)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
@@ -39,6 +38,7 @@ def test_a_bad_value_stops_before_anything_trains(tmp_path, demo_root, extra, ex
     assert not (tmp_path / 'work' / 'stages').exists()
 
 
+@pytest.mark.usefixtures('kt_server')
 def test_a_pretrained_file_that_is_no_checkpoint_is_called_that(tmp_path, demo_root):
     random_bytes = tmp_path / 'weights.pth'
     random_bytes.write_bytes(random.Random(0).randbytes(4096))

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .kt_processes import forked_kt
+
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
 def kt(*args) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, '-m', 'ktcli', *map(str, args)], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = forked_kt(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

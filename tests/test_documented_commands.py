@@ -3,8 +3,6 @@ with kt's own command line (options, choices, values), and the demo ones plan th
 with --dry-run."""
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -14,6 +12,7 @@ import typer
 from ktcli.main import app, expand_multi_value_options
 
 from .conftest import REPO
+from .kt_processes import forked_kt
 
 DOCUMENTS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
 
@@ -74,6 +73,7 @@ DEMO_PLANS = [(where, args) for where, args in COMMANDS
               if args[0] in ('train', 'ablate') and 'demo' in args and '--launcher' not in args]
 
 
+@pytest.mark.usefixtures('kt_server')
 def test_the_demo_commands_plan_their_stages(tmp_path, demo_root):
     """The demo commands (the README's main job among them) in a folder whose
     data/kt_demo is the tests' demo data: each plans its stages and exits."""
@@ -81,8 +81,7 @@ def test_the_demo_commands_plan_their_stages(tmp_path, demo_root):
     (tmp_path / 'data' / 'kt_demo').symlink_to(demo_root, target_is_directory=True)
     assert any('README.md' in where for where, _ in DEMO_PLANS)
     for where, args in DEMO_PLANS:
-        result = subprocess.run([sys.executable, '-m', 'ktcli', *args, '--dry-run'],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        result = forked_kt(*args, '--dry-run', cwd=tmp_path)
         assert result.returncode == 0, (where, result.stdout[-2000:], result.stderr[-2000:])
         assert re.search(r'\d+ distinct stages?: 0 reused, \d+ to train', result.stdout), where
 

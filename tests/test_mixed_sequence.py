@@ -3,17 +3,17 @@ from its ImageNet weights (timm, 2 x 2 map), trained with the OR-loss against th
 then ensembled, exported, predicted and visualised like any work dir."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .kt_processes import forked_kt
+
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
-def kt(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, '-m', 'ktcli', *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=timeout)
+def kt(*args: str) -> subprocess.CompletedProcess:
+    result = forked_kt(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

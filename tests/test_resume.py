@@ -18,19 +18,21 @@ import pytest
 import torch
 
 from .conftest import REPO, cached_outputs
+from .kt_processes import forked_kt
+
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
-def train_command(work_dir: Path, demo_root: Path) -> list:
-    return [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
-            str(demo_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '2',
-            '--batch-size', '8', '--work-dir', str(work_dir), '--n', '2']
+def train_args(work_dir: Path, demo_root: Path) -> list:
+    return ['train', '--dataset', 'demo', '--data-root', str(demo_root), '--backbone',
+            'resnet18_tiny', '--img-size', '32', '--epochs', '2', '--batch-size', '8',
+            '--work-dir', str(work_dir), '--n', '2']
 
 
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory, demo_root) -> Path:
     work_dir = tmp_path_factory.mktemp('uninterrupted') / 'work'
-    result = subprocess.run(train_command(work_dir, demo_root), cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
+    result = forked_kt(*train_args(work_dir, demo_root))
     assert result.returncode == 0, result.stderr[-3000:]
     return work_dir
 
@@ -56,10 +58,12 @@ def test_a_killed_stage_resumes_to_the_uninterrupted_result(tmp_path, uninterrup
     reference_dir = stage_two(uninterrupted)
     stage_dir = work_dir / 'stages' / reference_dir.name
     shutil.rmtree(stage_dir)
-    command = train_command(work_dir, demo_root)
+    args = train_args(work_dir, demo_root)
 
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    # A session of its own, whose whole process group (kt and its stage) the kill reaches.
+    process = subprocess.Popen([sys.executable, '-m', 'ktcli', *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + 300
     while not after_epoch_1(stage_dir) and process.poll() is None:
         assert time.monotonic() < deadline
@@ -71,7 +75,7 @@ def test_a_killed_stage_resumes_to_the_uninterrupted_result(tmp_path, uninterrup
     assert record['status'] == 'running'
     assert record['train_seconds'] > 0  # the killed session's time is kept
 
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = forked_kt(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert '1 reused, 1 to train' in result.stdout
 

@@ -14,7 +14,7 @@ from ktcli.stages.manifest import Manifest
 from ktcli.stages.planned_stage import PlannedStage
 from ktcli.stages.scheduler import chain_lengths, machine_slots
 
-from .conftest import REPO
+from .kt_processes import forked_kt
 
 FAKE_SBATCH = '''#!{python}
 """Records its arguments, answers job ids from 1001; with FAKE_SLURM_RUN runs the job now."""
@@ -60,8 +60,9 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
 
 
 def kt(*args) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, '-m', 'ktcli', *map(str, args)], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    """``kt ARGS`` forked from the session's server, with the fake Slurm of the test's
+    environment on PATH."""
+    result = forked_kt(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -82,6 +83,7 @@ def sbatch_calls(state: Path) -> list:
     return calls
 
 
+@pytest.mark.usefixtures('kt_server')
 def test_table_3_graph_as_slurm_jobs(tmp_path, demo_root, fake_slurm):
     work_dir = tmp_path / 'work'
     result = kt('ablate', 'n', *tiny(demo_root, work_dir), '--max-n', '3', '--seeds', '0,1',
@@ -146,6 +148,7 @@ def test_table_3_graph_as_slurm_jobs(tmp_path, demo_root, fake_slurm):
     assert (fake_slurm / 'scancel.calls').read_text().split() == orphans
 
 
+@pytest.mark.usefixtures('kt_server')
 def test_status_calls_a_vanished_local_run_interrupted(tmp_path, trained_work_dir):
     work_dir = tmp_path / 'work'
     shutil.copytree(trained_work_dir, work_dir, symlinks=True)
