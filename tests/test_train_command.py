@@ -1,4 +1,4 @@
-"""kt train end to end on tiny demo data: reuse, extension, alpha, 2 processes.
+"""kt train end to end on tiny demo data: reuse, extension, a new alpha in 2 processes.
 
 Resuming after a kill: tests/test_resume.py.
 """
@@ -12,18 +12,15 @@ import pytest
 
 from ktcli.stages.config_files import read_stage_config
 
-from .conftest import REPO
+from .kt_processes import forked_kt
+
+pytestmark = pytest.mark.usefixtures('kt_server')
 
 
-
-def kt_train(work_dir: Path, data_root: Path, *options: str) -> list:
-    return [sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo', '--data-root',
-            str(data_root), '--backbone', 'resnet18_tiny', '--img-size', '32', '--epochs', '1',
-            '--batch-size', '8', '--work-dir', str(work_dir), *options]
-
-
-def run(command: list) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+def kt_train(work_dir: Path, data_root: Path, *options: str) -> subprocess.CompletedProcess:
+    result = forked_kt('train', '--dataset', 'demo', '--data-root', data_root, '--backbone',
+                       'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
+                       '--work-dir', work_dir, *options)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -75,7 +72,7 @@ def test_two_stages_train_score_and_record_results(two_stages):
 def test_extending_to_three_trains_exactly_one_more_stage(two_stages, demo_root):
     logs_before = {d: stage_logs(two_stages / 'stages' / d)
                    for d in manifest(two_stages)['chain']}
-    result = run(kt_train(two_stages, demo_root, '--n', '3'))
+    result = kt_train(two_stages, demo_root, '--n', '3')
     assert '2 reused, 1 to train' in result.stdout
     record = manifest(two_stages)
     assert record['chain'][:2] == list(logs_before)
@@ -87,9 +84,13 @@ def test_extending_to_three_trains_exactly_one_more_stage(two_stages, demo_root)
     assert len(results) == 3 and [r['reused'] for r in results] == [True, True, False]
 
 
-def test_changing_alpha_reuses_stage_one_and_retrains_stage_two(two_stages, demo_root):
+def test_changing_alpha_reuses_stage_one_and_retrains_stage_two_in_two_gloo_processes(
+        two_stages, demo_root):
+    """A new alpha changes stage 2 only: with the same total batch (2 x 4) stage 1 is reused,
+    and stage 2 trains again, distributed over two gloo processes (one run checks both, so
+    that the suite trains one stage fewer)."""
     before = manifest(two_stages)['chain']
-    result = run(kt_train(two_stages, demo_root, '--n', '2', '--alpha', '2.0'))
+    result = kt_train(two_stages, demo_root, '--n', '2', '--gpus', '2', '--alpha', '2.0')
     assert '1 reused, 1 to train' in result.stdout
     after = manifest(two_stages)['chain']
     assert after[0] == before[0] and after[1] != before[1]
@@ -97,12 +98,6 @@ def test_changing_alpha_reuses_stage_one_and_retrains_stage_two(two_stages, demo
     assert manifest(two_stages)['stages'][before[1]]['status'] == 'done'
     stage2_config = read_stage_config(two_stages / 'stage_2' / 'config.json')
     assert stage2_config.model.or_loss.loss_weight == 2.0
-
-
-def test_two_gloo_processes_train_a_stage_with_a_teacher(two_stages, demo_root):
-    # Same total batch (2 x 4), so stage 1 is reused and only stage 2 runs distributed.
-    result = run(kt_train(two_stages, demo_root, '--n', '2', '--gpus', '2', '--alpha', '0.25'))
-    assert '1 reused, 1 to train' in result.stdout
     log = stage_logs(two_stages / 'stage_2')[-1].read_text()
     assert 'Distributed launcher: pytorch' in log
     # mmengine reports the world size as "GPU number", also when the processes are CPUs.
