@@ -15,6 +15,7 @@ import torch
 
 from .conftest import REPO
 from .kt_processes import forked_kt as kt
+from .test_train_command import stage_logs, teachers_of
 
 
 class CodeRunningPayload:
@@ -111,8 +112,10 @@ def test_a_config_naming_an_unregistered_type_is_refused(tmp_path, trained_work_
     assert not (tmp_path / 'ran').exists()
 
 
-def test_a_moved_work_dir_is_reused_and_a_copy_trains_on_from_its_own_stages(
+def test_a_moved_work_dir_is_reused_and_trains_exactly_one_more_stage_from_its_own_stages(
         tmp_path, trained_work_dir, demo_root):
+    """The suite's check of extending a work dir (``--n`` + 1), too: one stage 3 trained
+    serves both."""
     copied = received_copy(trained_work_dir, tmp_path / 'copied')
     moved = tmp_path / 'elsewhere' / 'moved'
     moved.parent.mkdir()
@@ -124,10 +127,18 @@ def test_a_moved_work_dir_is_reused_and_a_copy_trains_on_from_its_own_stages(
     result = kt(*train_args(moved, data_root, 2))
     assert result.returncode == 0, result.stderr[-2000:]
     assert '2 reused, 0 to train' in result.stdout
+    chain = json.loads((moved / 'kt_manifest.json').read_text())['chain']
+    logs_before = {digest: stage_logs(moved / 'stages' / digest) for digest in chain}
 
     result = kt(*train_args(moved, data_root, 3))
     assert result.returncode == 0, result.stderr[-2000:]
     assert '2 reused, 1 to train' in result.stdout
+    assert json.loads((moved / 'kt_manifest.json').read_text())['chain'][:2] == chain
+    for digest, logs in logs_before.items():
+        assert stage_logs(moved / 'stages' / digest) == logs  # not retrained
+    assert teachers_of(moved / 'stage_3') == [f'../{digest}/epoch_1.pth' for digest in chain]
+    results = json.loads((moved / 'results.json').read_text())['stages']
+    assert len(results) == 3 and [r['reused'] for r in results] == [True, True, False]
     log = next((moved / 'stage_3').glob('*/*.log')).read_text()
     teachers = [line for line in log.splitlines() if 'Teacher ' in line]
     assert len(teachers) == 2

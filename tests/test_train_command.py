@@ -1,6 +1,7 @@
-"""kt train end to end on tiny demo data: reuse, extension, a new alpha in 2 processes.
+"""kt train end to end on tiny demo data: reuse, a new alpha in 2 processes.
 
-Resuming after a kill: tests/test_resume.py.
+Resuming after a kill: tests/test_resume.py. Extending a work dir by one stage: a moved copy
+in tests/test_received_work_dir.py.
 """
 import json
 import shutil
@@ -42,7 +43,7 @@ def teachers_of(stage_dir: Path) -> list:
 @pytest.fixture(scope='module')
 def two_stages(tmp_path_factory, trained_work_dir) -> Path:
     """A copy of the session's ``kt train --n 2`` work dir (kt_train's settings), which the
-    tests below extend."""
+    tests below train on."""
     assert '0 reused, 2 to train' in (trained_work_dir.parent / 'kt_train.out').read_text()
     return Path(shutil.copytree(trained_work_dir, tmp_path_factory.mktemp('kt') / 'work',
                                 symlinks=True))
@@ -67,21 +68,6 @@ def test_two_stages_train_score_and_record_results(two_stages):
     scalars = next(stage2.glob('*/vis_data/scalars.json')).read_text()
     assert '"loss_ce"' in scalars and '"loss_or"' in scalars
     assert '"accuracy/top1"' not in scalars
-
-
-def test_extending_to_three_trains_exactly_one_more_stage(two_stages, demo_root):
-    logs_before = {d: stage_logs(two_stages / 'stages' / d)
-                   for d in manifest(two_stages)['chain']}
-    result = kt_train(two_stages, demo_root, '--n', '3')
-    assert '2 reused, 1 to train' in result.stdout
-    record = manifest(two_stages)
-    assert record['chain'][:2] == list(logs_before)
-    for digest, logs in logs_before.items():
-        assert stage_logs(two_stages / 'stages' / digest) == logs  # not retrained
-    assert teachers_of(two_stages / 'stage_3') == [
-        f'../{(two_stages / f"stage_{k}").resolve().name}/epoch_1.pth' for k in (1, 2)]
-    results = json.loads((two_stages / 'results.json').read_text())['stages']
-    assert len(results) == 3 and [r['reused'] for r in results] == [True, True, False]
 
 
 def test_changing_alpha_reuses_stage_one_and_retrains_stage_two_in_two_gloo_processes(
