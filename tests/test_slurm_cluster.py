@@ -230,8 +230,9 @@ class Scenarios:
 
 
 @pytest.fixture(scope='module')
-def cluster(tmp_path_factory, demo_root, parallel_ablation) -> Scenarios:
-    """The scenarios, run to their end; ``local`` is the local run of the ablation."""
+def cluster(tmp_path_factory, demo_root, parallel_ablation, kt_server) -> Scenarios:
+    """The scenarios, run to their end; ``local`` is the local run of the ablation. (The
+    scenarios' first ``kt ablate`` runs forked from the session's ``kt_server``.)"""
     scenarios = Scenarios(tmp_path_factory.mktemp('slurm'), demo_root, parallel_ablation)
     wait_until(scenarios.step, 'the scenarios to end', timeout=3 * JOB_TIMEOUT)
     return scenarios
