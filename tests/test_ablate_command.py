@@ -120,30 +120,36 @@ def check_paired_figures(figures: dict, by_label: dict, stdout: str) -> None:
 def test_ablate_alpha_compares_with_alpha_0_and_keeps_the_train_sequence(tmp_path, demo_root,
                                                                         trained_work_dir):
     """In a copy of a `kt train` work dir (alpha 0.5, n 2): stage 1 is shared with every
-    alpha, each alpha's ensemble is compared with alpha 0's, and the sequence kt train made
-    stays the one kt ensemble/export/predict use."""
+    alpha and kt train's stage 2 with alpha 0.5 (only alpha 0's stage 2 trains), alpha 0.5's
+    ensemble is compared with alpha 0's, and the sequence kt train made stays the one kt
+    ensemble/export/predict use."""
     work_dir = tmp_path / 'work'
     subprocess.run(['cp', '-r', str(trained_work_dir), str(work_dir)], check=True)
     before = json.loads((work_dir / 'kt_manifest.json').read_text())
     links = {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)}
 
-    result = kt_ablate('alpha', work_dir, demo_root, '--values', '0,1', '--n', '2')
-    assert '3 distinct stages: 1 reused, 2 to train' in result.stdout
-    assert len(finished_stages(work_dir)) == 4
+    result = kt_ablate('alpha', work_dir, demo_root, '--values', '0,0.5', '--n', '2')
+    assert '3 distinct stages: 2 reused, 1 to train' in result.stdout
+    assert len(finished_stages(work_dir)) == 3
     figures = json.loads((work_dir / 'ablate_alpha.json').read_text())['figures']
-    assert set(figures) == {'0.0', '1.0'}
+    assert set(figures) == {'0.0', '0.5'}
     assert figures['0.0']['ensemble_vs_alpha_0'] is None
-    comparison = figures['1.0']['ensemble_vs_alpha_0']
-    assert (comparison['first'], comparison['second']) == ('alpha 1', 'alpha 0')
-    assert comparison['per_seed'][0]['first_correct'] == figures['1.0']['ensemble']['correct'][0]
+    comparison = figures['0.5']['ensemble_vs_alpha_0']
+    assert (comparison['first'], comparison['second']) == ('alpha 0.5', 'alpha 0')
+    assert comparison['per_seed'][0]['first_correct'] == figures['0.5']['ensemble']['correct'][0]
+    # The same stages as kt train's sequence, so the same figures.
+    assert figures['0.5']['ensemble']['correct'][0] == \
+        before['results'][1]['ensemble_top1_correct']
     assert comparison['per_seed'][0]['second_correct'] == \
         figures['0.0']['ensemble']['correct'][0]
-    assert comparison['verdict'] in ('alpha 1 ahead', 'alpha 0 ahead', 'not resolved')
+    assert comparison['verdict'] in ('alpha 0.5 ahead', 'alpha 0 ahead', 'not resolved')
     assert 'Δ Ensemble (alpha − 0)' in result.stdout and comparison['verdict'] in result.stdout
     assert (work_dir / 'ablate_alpha.png').read_bytes()[:4] == b'\x89PNG'
 
     after = json.loads((work_dir / 'kt_manifest.json').read_text())
+    # (Alpha 0.5's chain is kt train's: the record of which command set it tells them apart.)
     assert after['chain'] == before['chain'] and after['results'] == before['results']
+    assert after['sequence_command'] == 'train'
     assert {k: (work_dir / f'stage_{k}').readlink() for k in (1, 2)} == links
     assert 'keeps the sequence `kt train` trained there' in ' '.join(result.stdout.split())
 
