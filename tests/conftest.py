@@ -75,10 +75,10 @@ def parallel_ablation(tmp_path_factory, demo_root, kt_server) -> tuple:
 
 
 @pytest.fixture(scope='session')
-def three_members(tmp_path_factory, demo_root) -> Path:
+def three_members(tmp_path_factory, trained_work_dir) -> Path:
     """The export tests' 3-member work dir (see tests/test_export.py)."""
     from .test_export import three_member_work_dir
-    return three_member_work_dir(tmp_path_factory.getbasetemp(), demo_root)
+    return three_member_work_dir(tmp_path_factory.getbasetemp(), trained_work_dir)
 
 
 @pytest.fixture(scope='session')

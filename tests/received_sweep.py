@@ -39,7 +39,7 @@ def trained(base: Path) -> tuple:
         subprocess.run([sys.executable, '-m', 'ktcli', 'train', '--dataset', 'demo',
                         '--data-root', str(demo_root), *TINY, '--work-dir', str(work_dir),
                         '--n', '2'], cwd=REPO, check=True, capture_output=True)
-    exports = exported_files(three_member_work_dir(base, demo_root))
+    exports = exported_files(three_member_work_dir(base, work_dir))
     return demo_root, work_dir, exports
 
 

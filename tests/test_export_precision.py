@@ -1,7 +1,7 @@
 """kt export --dtype int8 / fp16: the accuracy check, its figures in the file, kt predict on it.
 
-The work dir is the 3-member one of tests/test_export.py (stage 1 trained for one epoch at
-32 px, stages 2 and 3 untrained), copied so that the accuracy check's cached test outputs
+The work dir is the 3-member one of tests/test_export.py (stages 1 and 2 trained for one
+epoch at 32 px, stage 3 untrained), copied so that the accuracy check's cached test outputs
 stay out of the shared fixture. Its 32 px models are far too weak for the standard
 thresholds (99% agreement): the passing export relaxes them, and a second real export,
 held to an agreement above the one the first measured, must miss, leave no file and exit 2
