@@ -3,6 +3,7 @@ import errno
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,17 @@ from .conftest import REPO
 from .kt_processes import forked_kt
 
 
-def kt_train(demo_root: Path, work_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return forked_kt('train', '--dataset', 'demo', '--data-root', demo_root, '--backbone',
-                     'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
-                     '--work-dir', work_dir, '--n', '2', *extra)
+def kt_train(demo_root: Path, work_dir: Path, *extra: str,
+             fresh: bool = False) -> subprocess.CompletedProcess:
+    """``kt train --n 2`` at the tiny settings, forked from the session's server or, with
+    ``fresh``, in a new interpreter."""
+    args = ['train', '--dataset', 'demo', '--data-root', str(demo_root), '--backbone',
+            'resnet18_tiny', '--img-size', '32', '--epochs', '1', '--batch-size', '8',
+            '--work-dir', str(work_dir), '--n', '2', *extra]
+    if fresh:
+        return subprocess.run([sys.executable, '-m', 'ktcli', *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    return forked_kt(*args)
 
 
 @pytest.mark.parametrize('extra, expected', [
@@ -38,11 +46,13 @@ def test_a_bad_value_stops_before_anything_trains(tmp_path, demo_root, extra, ex
     assert not (tmp_path / 'work' / 'stages').exists()
 
 
-@pytest.mark.usefixtures('kt_server')
 def test_a_pretrained_file_that_is_no_checkpoint_is_called_that(tmp_path, demo_root):
+    """In a fresh interpreter, as a user starts kt: the whole of stderr is the one line,
+    with nothing that a library prints while kt loads torch and mmengine."""
     random_bytes = tmp_path / 'weights.pth'
     random_bytes.write_bytes(random.Random(0).randbytes(4096))
-    result = kt_train(demo_root, tmp_path / 'work', '--pretrained', str(random_bytes))
+    result = kt_train(demo_root, tmp_path / 'work', '--pretrained', str(random_bytes),
+                      fresh=True)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f'error: {random_bytes} is not a readable checkpoint (truncated or corrupt?): '
