@@ -147,7 +147,6 @@ def test_resolution_says_what_a_table_can_resolve():
     assert '(95% half-widths 1.5-3.0)' in text
 
 
-
 def test_a_split_where_every_pair_agrees_resolves_no_less_than_one_image():
     identical = compare_paired(*pair(both=6, first_only=0, second_only=0, neither=3))
     assert identical.half_width == 0

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-
 class SelectOn(str, Enum):
     val = 'val'
     test = 'test'

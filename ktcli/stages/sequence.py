@@ -18,7 +18,7 @@ from .config_files import check_config, write_stage_config
 from .manifest import Manifest
 from .planned_stage import PlannedStage, unique_stages
 from .portable_config import portable_config, runtime_config
-from .records import CONFIG_DATA, DISTILLED, STAGES_DIR, STAGE_LINK, STUDENT_INDEX
+from .records import DISTILLED, STAGE_LINK, STUDENT_INDEX, stage_paths
 from .settings import Teacher, TrainSettings
 from .stage_config import compose_stage_config, stage_digest
 from .validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
@@ -237,10 +237,10 @@ class SequenceTrainer:
         work dir."""
         portable, inputs = portable_config(cfg)
         digest = stage_digest(portable, teachers, self.settings.processes)
-        stage_dir = self.work_dir / STAGES_DIR / digest
-        checkpoint = stage_dir / checkpoint_name(cfg)
-        return PlannedStage(index, digest, portable, stage_dir, stage_dir / CONFIG_DATA,
-                            checkpoint, teachers, label, inputs)
+        paths = stage_paths(digest, checkpoint_name(cfg))
+        return PlannedStage(index, digest, portable, *(self.work_dir / paths[name] for name in
+                                                       ('dir', 'config', 'checkpoint')),
+                            teachers, label, inputs)
 
     def score(self, stages: List[PlannedStage], independent: bool = False,
               reused: Sequence[bool] = ()) -> List[StageResult]:
