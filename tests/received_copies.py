@@ -72,8 +72,8 @@ class Received:
     def planned_digest(self, n: int) -> str:
         """The digest stage ``n`` of the sequence will have (planned from the settings the
         records keep, as ``kt train`` with :meth:`train_args` plans it)."""
+        from ktcli.sequencing.sequence import WorkDirSequences
         from ktcli.stages.manifest import Manifest
-        from ktcli.stages.sequence import WorkDirSequences
         from ktcli.stages.settings import TrainSettings
         manifest = Manifest(self.work, writable=False)
         settings = TrainSettings.from_record(manifest.stage(manifest.chain[0])['settings'])

@@ -9,7 +9,7 @@ from ktcli.errors import UserError
 from ktcli.reports.alpha_selection import choose_alpha, validation_ensembles
 from ktcli.scoring.ensemble_figures import ensemble_rows
 from ktcli.scoring.paired_statistics import compare_replicates
-from ktcli.stages.sequence import SplitScores, StageResult
+from ktcli.sequencing.sequence import SplitScores, StageResult
 
 LABELS = torch.tensor([0, 1, 2, 0, 1])
 

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from ktcli.commands.ablate import checkpoint_record
 from ktcli.commands.train import print_results, write_results
-from ktcli.stages.sequence import SplitScores, StageResult
+from ktcli.sequencing.sequence import SplitScores, StageResult
 from ktcli.stages.settings import TrainSettings
 from ktcli.stages.validation_config import checkpoint_note
 

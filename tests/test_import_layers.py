@@ -3,7 +3,9 @@ circles, and each package imports only the packages below it.
 
 ``ktbase`` is at the bottom and imports neither of the others; ``registry_plugins`` imports
 nothing from ``ktcli`` (a config's ``custom_imports=['registry_plugins']`` must not load the
-command line); ``ktcli`` may import both. Imports inside functions count: one there only
+command line); ``ktcli`` may import both. Inside ``ktcli``, imports run down
+:data:`KTCLI_LAYERS` (data < stages < scoring < sequencing < reports < commands). Imports
+inside functions count: one there only
 postpones a circle to the first call. Imports under ``if TYPE_CHECKING:`` never run and do
 not count.
 """
@@ -18,6 +20,20 @@ from .conftest import REPO
 # Which of kt's packages each one may import, bottom layer first.
 LAYERS = {'ktbase': (), 'registry_plugins': ('ktbase',),
           'ktcli': ('ktbase', 'registry_plugins')}
+
+# ktcli's own layers, bottom first (docs/architecture.md draws them): a module imports only
+# from its own layer and those below. A package stands for all its modules.
+KTCLI_LAYERS = [
+    ('ktcli', 'ktcli.errors', 'ktcli.reading', 'ktcli.cpus', 'ktcli.devices', 'ktcli.resources',
+     'ktcli.received_values'),
+    ('ktcli.data',),
+    ('ktcli.stages',),
+    ('ktcli.runner', 'ktcli.scoring'),
+    ('ktcli.sequencing', 'ktcli.deployment'),
+    ('ktcli.reports',),
+    ('ktcli.commands',),
+    ('ktcli.main', 'ktcli.__main__'),
+]
 
 # Each module's imports of kt's modules: the module imported and the line of the first import.
 ImportGraph = Dict[str, Dict[str, int]]
@@ -162,6 +178,44 @@ def test_a_package_imports_only_the_layers_below_it(kt_graph: ImportGraph,
 
     assert not wrong, (f'{package} may import only {sorted(allowed)}, but:\n'
                        + '\n'.join(wrong))
+
+
+def ktcli_layer(module: str) -> int:
+    """The index in :data:`KTCLI_LAYERS` of the entry that is ``module`` or a package above it
+    (the bare ``ktcli`` stands for its ``__init__`` only); -1 where none is."""
+    for index, layer in enumerate(KTCLI_LAYERS):
+        if any(module == entry or entry != 'ktcli' and module.startswith(entry + '.')
+               for entry in layer):
+            return index
+    return -1
+
+
+def upward_imports(graph: ImportGraph) -> List[str]:
+    """Each import of a ktcli module by one of a lower layer, with its line."""
+    return [f'  {module} (layer {ktcli_layer(module)}) -> {target} (layer '
+            f'{ktcli_layer(target)}, line {line})'
+            for module, arrows in sorted(graph.items()) if module.split('.')[0] == 'ktcli'
+            for target, line in sorted(arrows.items())
+            if target.split('.')[0] == 'ktcli' and ktcli_layer(target) > ktcli_layer(module)]
+
+
+def test_every_ktcli_module_has_a_layer(kt_graph: ImportGraph) -> None:
+    unplaced = [module for module in kt_graph
+                if module.split('.')[0] == 'ktcli' and ktcli_layer(module) < 0]
+
+    assert unplaced == [], f'add these to KTCLI_LAYERS: {unplaced}'
+    assert (ktcli_layer('ktcli.stages.records'), ktcli_layer('ktcli.sequencing.sequence'),
+            ktcli_layer('ktcli.new_package.module')) == (2, 4, -1)
+
+
+def test_ktcli_imports_run_down_its_layers(kt_graph: ImportGraph) -> None:
+    upward = upward_imports(kt_graph)
+
+    assert not upward, 'imports up ktcli\'s layers (KTCLI_LAYERS):\n' + '\n'.join(upward)
+    # The check itself: scoring reading the training of a sequence would be an arrow up.
+    assert upward_imports({'ktcli.scoring.test_outputs': {'ktcli.sequencing.sequence': 7,
+                                                          'ktcli.stages.records': 3}}) == [
+        '  ktcli.scoring.test_outputs (layer 3) -> ktcli.sequencing.sequence (layer 4, line 7)']
 
 
 def test_the_graph_finds_circles_through_functions_and_relative_imports(tmp_path: Path):

@@ -442,9 +442,9 @@ def test_two_kt_starting_one_stage_at_the_same_moment_claim_it_once(tmp_path, tr
 import socket, sys, time
 from pathlib import Path
 from ktcli.errors import UserError
+from ktcli.sequencing.stage_training import claim_stage
 from ktcli.stages.manifest import Manifest
 from ktcli.stages.planned_stage import PlannedStage
-from ktcli.stages.stage_training import claim_stage
 manifest = Manifest(Path({str(work_dir)!r}))
 stage = PlannedStage(2, {digest!r}, None, Path({str(work_dir / 'stages' / digest)!r}),
                      None, None, [], 'two')

@@ -19,8 +19,8 @@ from typing import Dict, List
 import pytest
 import torch
 
-from ktcli.stages.launcher import run_stage, train_command
-from ktcli.stages.stage_status import stage_statuses
+from ktcli.sequencing.launcher import run_stage, train_command
+from ktcli.sequencing.stage_status import stage_statuses
 
 from .conftest import REPO
 from .test_stage_scheduling import kt

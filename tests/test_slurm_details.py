@@ -10,8 +10,8 @@ import torch
 
 from ktcli.cpus import available_cpus, slurm_cpus
 from ktcli.runner import job_port, slurm_rendezvous
-from ktcli.stages.launcher import StageRun, run_stage
-from ktcli.stages.slurm import job_states
+from ktcli.sequencing.launcher import StageRun, run_stage
+from ktcli.sequencing.slurm import job_states
 
 from .conftest import TINY_CONFIG
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ktcli.sequencing.scheduler import chain_lengths, machine_slots
 from ktcli.stages.manifest import Manifest
 from ktcli.stages.planned_stage import PlannedStage
-from ktcli.stages.scheduler import chain_lengths, machine_slots
 
 from .kt_processes import forked_kt
 
@@ -173,7 +173,7 @@ def test_chain_lengths_put_the_longest_chain_first():
 
 
 def test_cpu_slots_share_the_threads_of_the_running_stages(monkeypatch):
-    monkeypatch.setattr('ktcli.stages.scheduler.available_cpus', lambda: 8)
+    monkeypatch.setattr('ktcli.sequencing.scheduler.available_cpus', lambda: 8)
     monkeypatch.setattr('torch.cuda.device_count', lambda: 0)
     slots = machine_slots(4, 1)
     assert len(slots) == 4

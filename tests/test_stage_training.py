@@ -1,4 +1,4 @@
-"""Claiming and training one stage (ktcli/stages/stage_training.py), with stand-in training
+"""Claiming and training one stage (ktcli/sequencing/stage_training.py), with stand-in training
 commands: the record follows the child process to done, failed or interrupted."""
 import os
 import socket
@@ -12,12 +12,12 @@ from mmengine.config import Config
 
 from ktcli.errors import UserError
 from ktcli.reading import UnsafeFileError
+from ktcli.sequencing.stage_training import (check_stage_dir, claim_stage, process_alive,
+                                             process_start, refuse_if_live, this_process,
+                                             train_recorded_stage)
 from ktcli.stages.manifest import Manifest
 from ktcli.stages.planned_stage import PlannedStage
 from ktcli.stages.records import stage_paths
-from ktcli.stages.stage_training import (check_stage_dir, claim_stage, process_alive,
-                                         process_start, refuse_if_live, this_process,
-                                         train_recorded_stage)
 
 DIGEST = '0123456789abcdef'
 # What mmengine prints once per logged iteration (the launcher's progress parser reads it).

@@ -57,7 +57,7 @@ def distill(
         from ..data.validation_split import parse_val_split
         from ..scoring.ensemble_figures import ensemble_rows
         from ..scoring.test_outputs import cached_test_outputs
-        from ..stages.sequence import WorkDirSequences
+        from ..sequencing.sequence import WorkDirSequences
         from ..stages.settings import DistillSettings
         from ..stages.stage_config import compose_student_config, student_settings
         from ..stages.work_dir import members_settings, parse_models, trained_stages

@@ -33,8 +33,8 @@ def status(
     """
     console = Console()
     with exit_on_user_error():
+        from ..sequencing.stage_status import stage_statuses
         from ..stages.records import MANIFEST_NAME, STAGES_DIR
-        from ..stages.stage_status import stage_statuses
         if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
             raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
                             'train one with `kt train`')

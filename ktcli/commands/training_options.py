@@ -238,9 +238,9 @@ class TrainingOptions:
                               self.verbose, console)
 
     def sequences(self, work_dir: Path, console: Console):
-        """The :class:`~ktcli.stages.sequence.WorkDirSequences` this command trains in
+        """The :class:`~ktcli.sequencing.sequence.WorkDirSequences` this command trains in
         ``work_dir``, with the scheduler these options choose."""
-        from ..stages.sequence import WorkDirSequences
+        from ..sequencing.sequence import WorkDirSequences
         return WorkDirSequences(work_dir, self.scheduler(console), console)
 
 
@@ -270,9 +270,9 @@ def make_scheduler(launcher: Launcher, processes: int = 1, parallel: int = 1,
     """A :class:`SlurmScheduler` for ``--launcher slurm``, else a :class:`LocalScheduler`
     (torchrun when a stage has several processes)."""
     if launcher == Launcher.slurm:
-        from ..stages.slurm import SlurmScheduler
+        from ..sequencing.slurm import SlurmScheduler
         return SlurmScheduler(processes, slurm_args, console)
-    from ..stages.scheduler import LocalScheduler
+    from ..sequencing.scheduler import LocalScheduler
     if launcher == Launcher.none and processes > 1:
         launcher = Launcher.pytorch
     return LocalScheduler(processes, launcher.value, parallel, verbose, console)

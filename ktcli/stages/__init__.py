@@ -1,4 +1,4 @@
-"""Stage sequencing: a stage's settings, config, on-disk state, training and Slurm.
+"""What a stage is: its settings, its config and digest, and its state on disk.
 
 Modules, lower layers first (a module imports only from its own or lower layers):
 
@@ -10,10 +10,7 @@ Modules, lower layers first (a module imports only from its own or lower layers)
   and read back as checked data), ``manifest`` (the locked cache of records).
 - Composing and reading: ``stage_config`` (a stage's or a student's config and digest),
   ``planned_stage``, ``work_dir`` (trained stages, students, their data, for later commands).
-- Training: ``launcher`` (the child process and its output), ``stage_training`` (claim one
-  stage and train it), ``scheduler`` (this machine), ``slurm`` (everything kt asks of
-  Slurm), ``stage_job`` (a Slurm job's body), ``sequence`` (plan, train and score the
-  sequences of a command), ``stage_status`` (``kt status``).
 
-Scoring (:mod:`ktcli.scoring`) sits between the composing and the training layers.
+Scoring (:mod:`ktcli.scoring`) reads stages; training them in sequence is
+:mod:`ktcli.sequencing`, above both.
 """

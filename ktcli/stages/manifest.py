@@ -1,7 +1,7 @@
 """The work directory's index of its stages: a locked cache of the stage directories.
 
 A command that trains holds one :class:`Manifest` for its work dir (the sequences' owner,
-:class:`~ktcli.stages.sequence.WorkDirSequences`, hands it to its scheduler); a command
+:class:`~ktcli.sequencing.sequence.WorkDirSequences`, hands it to its scheduler); a command
 that only reads opens it with ``writable=False``, which never takes the lock or writes,
 even when the file has to be rebuilt from the stage directories.
 """

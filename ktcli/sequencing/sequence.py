@@ -14,15 +14,15 @@ from ..errors import UserError, first_line
 from ..scoring.ensemble_figures import ensemble_rows, topk_hits
 from ..scoring.paired_statistics import percent
 from ..scoring.test_outputs import cached_test_outputs
-from .config_files import check_config, write_stage_config
-from .manifest import Manifest
-from .planned_stage import PlannedStage, unique_stages
-from .portable_config import portable_config, runtime_config
-from .records import DISTILLED, STAGE_LINK, STUDENT_INDEX, stage_paths
-from .settings import Teacher, TrainSettings
-from .stage_config import compose_stage_config, stage_digest
-from .validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
-from .work_dir import StageData
+from ..stages.config_files import check_config, write_stage_config
+from ..stages.manifest import Manifest
+from ..stages.planned_stage import PlannedStage, unique_stages
+from ..stages.portable_config import portable_config, runtime_config
+from ..stages.records import DISTILLED, STAGE_LINK, STUDENT_INDEX, stage_paths
+from ..stages.settings import Teacher, TrainSettings
+from ..stages.stage_config import compose_stage_config, stage_digest
+from ..stages.validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
+from ..stages.work_dir import StageData
 
 
 @dataclass

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..reading import is_regular_file, no_links_below, read_tail
+from ..stages.manifest import Manifest
+from ..stages.records import stage_paths
 from .launcher import failure_reason, parse_progress
-from .manifest import Manifest
-from .records import stage_paths
 from .slurm import DEPENDENCY_FAILED, LIVE, JobReport, SlurmJob, job_states, submitted_jobs
 from .stage_training import process_alive
 

@@ -1,6 +1,6 @@
-"""The body of a Slurm job that trains one stage (see :mod:`ktcli.stages.slurm`)::
+"""The body of a Slurm job that trains one stage (see :mod:`ktcli.sequencing.slurm`)::
 
-    python -m ktcli.stages.stage_job WORK_DIR DIGEST [--processes P] [--data-root DIR]
+    python -m ktcli.sequencing.stage_job WORK_DIR DIGEST [--processes P] [--data-root DIR]
         [--pretrained FILE]
 
 trains the stage recorded under DIGEST in WORK_DIR's manifest, resuming it if
@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import UserError, exit_on_user_error
-from .config_files import read_stage_config
+from ..stages.config_files import read_stage_config
+from ..stages.manifest import Manifest
+from ..stages.planned_stage import PlannedStage
+from ..stages.portable_config import RunInputs
+from ..stages.records import record_paths
+from ..stages.validation_config import validates
+from ..stages.work_dir import StageData
 from .launcher import train_command
-from .manifest import Manifest
-from .planned_stage import PlannedStage
-from .portable_config import RunInputs
-from .records import record_paths
 from .stage_training import train_recorded_stage
-from .validation_config import validates
-from .work_dir import StageData
 
 
 class Stopped(Exception):

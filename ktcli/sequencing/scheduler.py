@@ -22,12 +22,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from ..cpus import available_cpus
 from ..errors import UserError
-from .config_files import write_stage_config
+from ..stages.config_files import write_stage_config
+from ..stages.manifest import Manifest
+from ..stages.planned_stage import PlannedStage, unique_stages
+from ..stages.validation_config import validates
 from .launcher import TrainProgress, train_command
-from .manifest import Manifest
-from .planned_stage import PlannedStage, unique_stages
 from .stage_training import refuse_if_live, train_recorded_stage
-from .validation_config import validates
 
 # Seconds a stopped kt waits for its stages to stop on their own, then after a SIGINT.
 STOP_GRACE = (5, 25)
@@ -121,7 +121,7 @@ class LocalScheduler:
 
         Args:
             manifest (Manifest): The work dir's manifest (its owner's, see
-                :class:`~ktcli.stages.sequence.WorkDirSequences`).
+                :class:`~ktcli.sequencing.sequence.WorkDirSequences`).
             stages (Sequence[PlannedStage]): The stages, teachers first.
 
         Returns:

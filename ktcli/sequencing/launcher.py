@@ -147,7 +147,7 @@ def train_command(config: Path, work_dir: Path, processes: int = 1,
     ``validate``). Several
     processes on this node
     (or ``launcher='pytorch'``): torchrun. ``launcher='slurm'`` (inside a
-    Slurm job, see :mod:`ktcli.stages.stage_job`): srun with one task per
+    Slurm job, see :mod:`ktcli.sequencing.stage_job`): srun with one task per
     process over the job's allocation.
 
     Args:

@@ -20,9 +20,9 @@ from typing import Callable, Dict, List, Optional
 
 from ..errors import UserError
 from ..reading import UnsafeFileError, no_links_below
+from ..stages.manifest import Manifest
+from ..stages.planned_stage import PlannedStage
 from .launcher import TrainProgress, run_stage
-from .manifest import Manifest
-from .planned_stage import PlannedStage
 from .slurm import remember_job
 
 
@@ -32,7 +32,7 @@ def train_recorded_stage(manifest: Manifest, stage: PlannedStage, command: List[
                          env: Optional[Dict[str, str]] = None,
                          on_start: Optional[Callable[[subprocess.Popen], None]] = None,
                          ) -> None:
-    """Run ``command`` (from :func:`~ktcli.stages.launcher.train_command`) and keep the
+    """Run ``command`` (from :func:`~ktcli.sequencing.launcher.train_command`) and keep the
     stage's record: running (with host, process and Slurm job), its training time over
     every session (saved with each progress line, so a killed kt loses little of it),
     then done or failed.

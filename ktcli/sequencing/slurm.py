@@ -2,7 +2,7 @@
 ask what became of them, and remember which jobs are kt's.
 
 Each stage not done becomes one ``sbatch`` job running
-``python -m ktcli.stages.stage_job WORK_DIR DIGEST``; a stage whose teachers
+``python -m ktcli.sequencing.stage_job WORK_DIR DIGEST``; a stage whose teachers
 are still to train depends on their jobs (``--dependency=afterok:...``), so
 the cluster's scheduler runs the whole graph while kt is gone. The job keeps
 the stage's record in the manifest (under its lock), which ``kt status``
@@ -40,9 +40,9 @@ from rich.console import Console
 
 from ..errors import UserError
 from ..reading import read_capped
-from .config_files import write_stage_config
-from .manifest import Manifest
-from .planned_stage import PlannedStage, unique_stages
+from ..stages.config_files import write_stage_config
+from ..stages.manifest import Manifest
+from ..stages.planned_stage import PlannedStage, unique_stages
 
 # What kt calls a job in each of Slurm's states. A job stopped from outside (time limit,
 # preemption, a failed node) is interrupted: a rerun resumes it from its last epoch.
@@ -274,7 +274,7 @@ class SlurmScheduler:
 
         Args:
             manifest (Manifest): The work dir's manifest (its owner's, see
-                :class:`~ktcli.stages.sequence.WorkDirSequences`).
+                :class:`~ktcli.sequencing.sequence.WorkDirSequences`).
             stages (Sequence[PlannedStage]): The stages, teachers first.
 
         Returns:
@@ -332,7 +332,7 @@ class SlurmScheduler:
 
     def _submit(self, work_dir: Path, stage: PlannedStage, after: List[str]) -> str:
         """sbatch one stage of ``work_dir``; its job id."""
-        job = [sys.executable, '-m', 'ktcli.stages.stage_job', *stage.inputs.arguments(),
+        job = [sys.executable, '-m', 'ktcli.sequencing.stage_job', *stage.inputs.arguments(),
                str(work_dir), stage.digest, '--processes', str(self.processes)]
         command = ['sbatch', '--parsable', f'--job-name=kt-{stage.digest[:8]}',
                    f'--output={_sbatch_path(stage.dir)}/slurm-%j.out', f'--ntasks={self.processes}']
