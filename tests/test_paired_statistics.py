@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ktcli.scoring.ensemble_figures import error_structure, topk_accuracy
+from ktcli.scoring.comparison_text import comparison_text, resolution
 from ktcli.scoring.paired_statistics import (NOT_RESOLVED, bootstrap_means, compare_paired,
-                                             compare_replicates, comparison_text,
-                                             estimate_accuracy, mcnemar_exact_p, percent,
-                                             resolution, verdict)
+                                             compare_replicates, estimate_accuracy,
+                                             mcnemar_exact_p, percent, verdict)
 
 
 def pair(both: int, first_only: int, second_only: int, neither: int) -> tuple:

@@ -264,7 +264,7 @@ def marked_row_note(choice) -> str:
 def choice_text(choice, differences: dict, seeds: int) -> str:
     """The chosen alpha, the score it was chosen by, and its test accuracy against
     alpha 0 with the paired interval."""
-    from ..scoring.paired_statistics import comparison_text
+    from ..scoring.comparison_text import comparison_text
     split = 'validation' if choice.on == 'val' else 'test'
     text = (f'{choice.label}: alpha {choice.alpha:g} (mean {split} ensemble top-1 '
             f'{choice.scores[choice.alpha]:.2f} over {seeds} seed{"s" if seeds > 1 else ""})')
@@ -288,13 +288,13 @@ def correct_of(results: Sequence, attribute: str) -> 'np.ndarray':
 
 def difference_cell(comparison) -> str:
     """A Δ cell: difference [interval], p, sign count (several seeds), verdict."""
-    from ..scoring.paired_statistics import comparison_text
+    from ..scoring.comparison_text import comparison_text
     return comparison_text(comparison, cell=True)
 
 
 def resolution_of(comparisons, images: int, seeds: int) -> str:
     """See :func:`ktcli.scoring.paired_statistics.resolution`."""
-    from ..scoring.paired_statistics import resolution
+    from ..scoring.comparison_text import resolution
     return resolution(list(comparisons), images, seeds)
 
 

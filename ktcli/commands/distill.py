@@ -94,7 +94,8 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
         student (StageResult): The student's result.
         title (str): The table's title.
     """
-    from ..scoring.paired_statistics import compare_paired, comparison_text, resolution
+    from ..scoring.comparison_text import comparison_text, resolution
+    from ..scoring.paired_statistics import compare_paired
     comparison = compare_paired(student.correct, rows[-1].ensemble_correct, 'student',
                                 'ensemble')
     table = Table(title=title, caption=f'Δ: student − ensemble, 95% paired interval, McNemar p; '

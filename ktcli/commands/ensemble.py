@@ -89,7 +89,7 @@ def ensemble(
         for record, held_out in zip(records, validation or ()):
             record.update(val_top1=held_out.top1, val_ensemble_top1=held_out.ensemble_top1)
         if json_path:
-            from ..scoring.paired_statistics import resolution
+            from ..scoring.comparison_text import resolution
             compared = [against_best] + [s['against_ensemble'] for s in students]
             figures = json.dumps(dict(
                 fusion=fusion.value, images=images, stages=records,
@@ -124,7 +124,7 @@ def ensemble_against_best_member(rows: list):
 
 def _errors_table(rows: list, errors, against_best) -> Table:
     """The ensemble against its best member, and how its members err together."""
-    from ..scoring.paired_statistics import comparison_text, resolution
+    from ..scoring.comparison_text import comparison_text, resolution
     table = Table(title=f'ensemble of {len(rows)} against its best member ({against_best.second}'
                   f'): {comparison_text(against_best)}',
                   caption=f'oracle top-1 (any member right) {errors.oracle_top1:.2f}; '
@@ -142,7 +142,7 @@ def _errors_table(rows: list, errors, against_best) -> Table:
 
 
 def _students_table(records: List[dict]) -> Table:
-    from ..scoring.paired_statistics import comparison_text, resolution
+    from ..scoring.comparison_text import comparison_text, resolution
     from .distill import gap_closed
     comparisons = [record['against_ensemble'] for record in records]
     table = Table(title='distilled students (kt distill)',

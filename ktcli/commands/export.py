@@ -177,7 +177,7 @@ def print_accuracy(console: Console, dtype: str, accuracy) -> None:
         dtype (str): The file's precision.
         accuracy (AccuracyFigures): The figures.
     """
-    from ..scoring.paired_statistics import comparison_text, resolution
+    from ..scoring.comparison_text import comparison_text, resolution
     console.print(f'{dtype} accuracy check in a fresh process on the {accuracy.images} test '
                   'images:', soft_wrap=True)
     comparison = accuracy.comparison

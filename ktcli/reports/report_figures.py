@@ -131,7 +131,8 @@ def sequence_figures(work_dir: Path, stages: list, configs: list, outputs: list,
                      validation: Optional[list] = None) -> dict:
     """Section 2: each stage alone and in the ensemble 1..k, with 95% paired intervals (and
     on the validation split, ``validation``'s rows, for stages trained with one)."""
-    from ..scoring.paired_statistics import compare_paired, estimate_accuracy, resolution
+    from ..scoring.comparison_text import resolution
+    from ..scoring.paired_statistics import compare_paired, estimate_accuracy
     from ..stages.manifest import Manifest
 
     indices = [stage.index for stage in stages]

@@ -17,7 +17,7 @@ def interval(value: Optional[float], bounds: Optional[Sequence[float]]) -> Marku
 def difference(comparison: Optional[dict]) -> Markup:
     """A paired difference (a comparison's dict): ``+1.25 [−0.50, +3.00], p 0.21, not
     resolved`` (with the sign count over several seeds)."""
-    from ..scoring.paired_statistics import p_text
+    from ..scoring.comparison_text import p_text
     if not comparison:
         return escape('—')
     parts = [f'{comparison["difference"]:+.2f} [{comparison["ci_low"]:+.2f}, '
