@@ -98,3 +98,29 @@ def test_ensemble_export_and_predict_use_the_student(distilled, demo_root):
     image = next((demo_root / 'images').rglob('*.jpg'))
     predictions = kt('predict', distilled, image, '--models', 'distilled', '--json').stdout
     assert json.loads(predictions.splitlines()[0])['predictions'][0]['name']
+
+
+def test_the_gap_lines_say_a_student_below_a_member_in_words():
+    from types import SimpleNamespace
+
+    import numpy as np
+    from rich.console import Console
+
+    from ktcli.commands.distill import gap_closed, print_student
+
+    # Members 60 and 70 (mean 65), ensemble 75 on 20 images; the student gets 12 right (60).
+    correct = np.array([True] * 15 + [False] * 5)
+    rows = [SimpleNamespace(index=1, top1=60.0), SimpleNamespace(
+        index=2, top1=70.0, ensemble_top1=75.0, ensemble_correct=correct)]
+    student = SimpleNamespace(top1=60.0, correct=np.array([True] * 12 + [False] * 8))
+    console = Console(record=True, width=200)
+
+    print_student(console, rows, student, 'student of stages 1,2')
+
+    lines = console.export_text().splitlines()
+    assert gap_closed(60.0, 65.0, 75.0) == -50.0 and gap_closed(80.0, 70.0, 75.0) == 200.0
+    assert gap_closed(70.0, 75.0, 75.0) is None
+    assert ('the student closes -50% of the gap between the mean member (65.00) and the '
+            'ensemble: the student is below the mean member itself') in lines
+    assert ('the student closes -200% of the gap between the best member (70.00) and the '
+            'ensemble: the student is below the best member itself') in lines

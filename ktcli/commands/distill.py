@@ -112,10 +112,13 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
     best = max(row.top1 for row in rows)
     for name, single in (('mean member', mean_single), ('best member', best)):
         share = gap_closed(student.top1, single, ensemble_top1)
+        # A negative share is a student below the single model it should beat: said in words.
+        below = (f': the student is below the {name} itself'
+                 if share is not None and share < 0 else '')
         console.print(f'the ensemble is not above the {name} ({single:.2f}): there is no gap '
                       'to close' if share is None else
                       f'the student closes {share:.0f}% of the gap between the {name} '
-                      f'({single:.2f}) and the ensemble')
+                      f'({single:.2f}) and the ensemble{below}')
 
 
 def gap_closed(student: float, single: float, ensemble: float) -> Optional[float]:
