@@ -53,7 +53,7 @@ def add_untrained_stage(work_dir: Path, digest: str, strides: tuple) -> None:
     manifest.update(digest, index=index, status='done', dir=f'stages/{digest}',
                     config=f'stages/{digest}/config.json',
                     checkpoint=f'stages/{digest}/epoch_1.pth')
-    manifest.set_sequence([*manifest.chain, digest], manifest.results, 'train')
+    manifest.set_sequence([*manifest.chain, digest], 'train')
 
 
 def three_member_work_dir(base: Path, trained: Path) -> Path:

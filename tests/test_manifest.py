@@ -20,7 +20,7 @@ def trained(work_dir, *digests) -> Manifest:
         (work_dir / paths['checkpoint']).write_bytes(b'weights')
         manifest.update(digest, **paths, index=index, status='done', epochs=1)
         (work_dir / STAGE_LINK.format(index)).symlink_to(paths['dir'])
-    manifest.set_sequence(list(digests), [], 'train')
+    manifest.set_sequence(list(digests), 'train')
     return manifest
 
 
@@ -57,12 +57,12 @@ def test_a_failed_check_leaves_the_record_as_it_was(tmp_path):
 
 def test_an_ablation_does_not_replace_the_sequence_kt_train_made_current(tmp_path):
     manifest = trained(tmp_path, FIRST)
-    assert not manifest.set_sequence([SECOND], [], 'ablate')
+    assert not manifest.set_sequence([SECOND], 'ablate')
     assert Manifest(tmp_path).chain == [FIRST]
     fresh = Manifest(tmp_path / 'other')
     fresh.update(SECOND, status='done')
     # Where kt train made no sequence current, the ablation's becomes it.
-    assert fresh.set_sequence([SECOND], [], 'ablate') and fresh.sequence_command == 'ablate'
+    assert fresh.set_sequence([SECOND], 'ablate') and fresh.sequence_command == 'ablate'
 
 
 def test_a_broken_manifest_is_rebuilt_from_the_stage_directories(tmp_path, capsys):
@@ -87,5 +87,5 @@ def test_a_read_only_manifest_rebuilds_in_memory_and_never_writes(tmp_path, caps
     with pytest.raises(RuntimeError, match='opened read-only'):
         manifest.update(FIRST, top1=1.0)
     with pytest.raises(RuntimeError, match='opened read-only'):
-        manifest.set_sequence([FIRST], [], 'train')
+        manifest.set_sequence([FIRST], 'train')
     assert (tmp_path / MANIFEST_NAME).read_text() == 'not json'

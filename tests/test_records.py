@@ -83,7 +83,7 @@ def test_stage_json_round_trips_and_must_be_its_folders(tmp_path):
 
 def test_the_manifest_is_checked_whole():
     stages = {DIGEST: record()}
-    good = dict(format=FORMAT_VERSION, stages=stages, chain=[DIGEST], results=[])
+    good = dict(format=FORMAT_VERSION, stages=stages, chain=[DIGEST])
     assert check_manifest(good, MANIFEST_NAME) is good
     assert check_manifest(dict(good, format=2), MANIFEST_NAME)['format'] == 2
     with pytest.raises(OlderWorkDirError, match='format 1.*train again in a new work dir'):

@@ -57,8 +57,12 @@ def test_two_stages_train_score_and_record_results(two_stages):
     assert teachers_of(stage1) == []
     # Relative to the student's directory, so that the work dir can move.
     assert teachers_of(stage2) == [f'../{stage1.resolve().name}/epoch_1.pth']
-    results = json.loads((two_stages / 'results.json').read_text())['stages']
+    written = json.loads((two_stages / 'results.json').read_text())
+    results = written['stages']
     assert [r['index'] for r in results] == [1, 2]
+    # One home for the figures (results.json), one shape for the settings (the records').
+    assert 'results' not in record
+    assert all(written['settings'] == record['stages'][d]['settings'] for d in record['chain'])
     for result in results:
         assert 0 <= result['top1'] <= 100 and 0 <= result['ensemble_top1'] <= 100
     # Stage 1 alone is its own ensemble.

@@ -70,13 +70,13 @@ def print_results(console: Console, results: list, title: str) -> None:
 
 
 def write_results(work_dir: Path, settings, results: list) -> Path:
-    """Write results.json: the settings (as the stages record them: no folder of this
-    machine), per stage the figures of the table, and a best-epoch checkpoint rule with
-    its label; its path."""
+    """Write results.json: the settings exactly as each stage's record holds them (no
+    folder of this machine), per stage the figures of the table, and a best-epoch
+    checkpoint rule with its label; its path. The manifest keeps no figures: this file and
+    ``ablate_*.json`` are where a command's results live."""
     from ..stages.records import RESULTS_NAME
     from ..stages.validation_config import LAST, checkpoint_label
-    record = dict(settings.to_record(), cfg_options=dict(settings.cfg_options))
-    data = dict(settings=record, stages=[result.record() for result in results])
+    data = dict(settings=settings.to_record(), stages=[result.record() for result in results])
     if settings.checkpoint != LAST:
         data['checkpoint'] = dict(rule=settings.checkpoint,
                                   label=checkpoint_label(settings.checkpoint))

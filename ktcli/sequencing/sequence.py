@@ -276,9 +276,8 @@ class SequenceTrainer:
                                        row.ensemble_correct,
                                        validation and validation[position]))
         if not independent:
-            self.made_current = self.manifest.set_sequence(
-                [s.digest for s in stages], [result.record() for result in results],
-                self.command)
+            self.made_current = self.manifest.set_sequence([s.digest for s in stages],
+                                                           self.command)
             if self.made_current:
                 for stage in stages:
                     self._link(stage)

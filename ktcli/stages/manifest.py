@@ -56,7 +56,6 @@ class Manifest:
         self.path = self.work_dir / MANIFEST_NAME
         self.stages: Dict[str, dict] = {}
         self.chain: List[str] = []
-        self.results: List[dict] = []
         # Stage directories the last rebuild left out, and why (the first one).
         self._skipped: List[str] = []
         # The command that made ``chain`` the work dir's current sequence (see set_sequence).
@@ -103,7 +102,7 @@ class Manifest:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Change ``stages``, ``chain`` and ``results`` in place under the work dir's lock:
+        """Change ``stages`` and ``chain`` in place under the work dir's lock:
         reread on entry, written once on exit."""
         with self._exclusive():
             yield
@@ -136,7 +135,6 @@ class Manifest:
         except UnsafeFileError as error:
             return str(error)
         self.stages, self.chain = data['stages'], data['chain']
-        self.results = data.get('results', [])
         self.sequence_command = data.get('sequence_command', self._recorded_command())
         return None
 
@@ -163,7 +161,6 @@ class Manifest:
         while link.is_symlink() and link.readlink().name in self.stages:
             self.chain.append(link.readlink().name)
             link = self.work_dir / STAGE_LINK.format(len(self.chain) + 1)
-        self.results = []
         self.sequence_command = self._recorded_command()
 
     def _recorded_command(self) -> Optional[str]:
@@ -208,9 +205,10 @@ class Manifest:
                 write_stage_record(no_links_below(self.work_dir, record['dir']), record)
         return dict(record)
 
-    def set_sequence(self, chain: List[str], results: List[dict], command: str) -> bool:
+    def set_sequence(self, chain: List[str], command: str) -> bool:
         """Make ``chain`` the work dir's current sequence (the one ``kt ensemble``, ``export``
-        and ``predict`` use), with its results, unless ``kt train`` made another one current.
+        and ``predict`` use), unless ``kt train`` made another one current. Its figures are
+        kept by the command that trained it (``results.json``, ``ablate_*.json``).
 
         The sequence ``kt train`` trained last stays current whatever other commands (the
         ablations) train in the same work dir; theirs becomes current only where no
@@ -218,7 +216,6 @@ class Manifest:
 
         Args:
             chain (list[str]): The sequence's stage digests, in order.
-            results (list[dict]): Its per-stage figures.
             command (str): The command that trained it, e.g. ``'train'`` or ``'ablate'``.
 
         Returns:
@@ -227,13 +224,13 @@ class Manifest:
         with self._exclusive():
             if command != 'train' and self.sequence_command == 'train':
                 return False
-            self.chain, self.results, self.sequence_command = list(chain), list(results), command
+            self.chain, self.sequence_command = list(chain), command
         return True
 
     def _save(self) -> None:
         """Write the manifest atomically."""
         data = dict(format=FORMAT_VERSION, stages=self.stages, chain=self.chain,
-                    results=self.results, sequence_command=self.sequence_command)
+                    sequence_command=self.sequence_command)
         # What kt writes it must read back: a record its own checks refuse would make the
         # next command rebuild the manifest without it.
         text = json.dumps(data, indent=2)

@@ -188,8 +188,6 @@ def check_manifest(data: Any, where: str) -> dict:
     unknown = [digest for digest in chain if digest not in stages]
     if unknown:
         raise RecordError(f'{where}: chain names stage {unknown[0]}, which has no record')
-    if not isinstance(data.get('results', []), list):
-        raise RecordError(f'{where}: results must be a list')
     if data.get('sequence_command') not in SEQUENCE_COMMANDS:
         raise RecordError(f'{where}: sequence_command must be one of {SEQUENCE_COMMANDS}, not '
                           f'{shown(data.get("sequence_command"))}')
