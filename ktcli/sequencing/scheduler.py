@@ -117,15 +117,9 @@ class LocalScheduler:
         self._children: List[subprocess.Popen] = []
 
     def run(self, manifest: Manifest, stages: Sequence[PlannedStage]) -> bool:
-        """Train every stage among ``stages`` that is not done, each once its teachers are.
-
-        Args:
-            manifest (Manifest): The work dir's manifest (its owner's, see
-                :class:`~ktcli.sequencing.sequence.WorkDirSequences`).
-            stages (Sequence[PlannedStage]): The stages, teachers first.
-
-        Returns:
-            bool: True: every stage is done.
+        """Train every stage among ``stages`` that is not done, each once its teachers are,
+        several at a time where ``parallel`` allows (the arguments and the return value:
+        :class:`~ktcli.sequencing.sequence.StageScheduler`).
 
         Raises:
             UserError: A stage failed or was interrupted (after the stages

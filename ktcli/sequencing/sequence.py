@@ -3,7 +3,7 @@ finished stages and resuming others."""
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -96,6 +96,23 @@ def check_overrides(cfg, overrides) -> None:
 SequenceSpec = Tuple['SequenceTrainer', int, bool]
 
 
+class StageScheduler(Protocol):
+    """What trains a command's stages: :class:`~ktcli.sequencing.scheduler.LocalScheduler`
+    on this machine, :class:`~ktcli.sequencing.slurm.SlurmScheduler` as Slurm jobs."""
+
+    def run(self, manifest: Manifest, stages: Sequence[PlannedStage]) -> bool:
+        """Train every stage among ``stages`` that is not done, each after its teachers.
+
+        Args:
+            manifest (Manifest): The work dir's manifest, the one
+                :class:`WorkDirSequences` owns.
+            stages (Sequence[PlannedStage]): The stages, teachers first.
+
+        Returns:
+            bool: True: every stage is done; False: some were handed to Slurm.
+        """
+
+
 class WorkDirSequences:
     """The sequences one command trains in one work dir: one manifest, one scheduler.
 
@@ -112,11 +129,12 @@ class WorkDirSequences:
 
     Args:
         work_dir (Path): The work directory.
-        scheduler (LocalScheduler | SlurmScheduler): What trains the stages.
+        scheduler (StageScheduler): What trains the stages.
         console (Console, optional): Where to print.
     """
 
-    def __init__(self, work_dir: Path, scheduler, console: Optional[Console] = None) -> None:
+    def __init__(self, work_dir: Path, scheduler: StageScheduler,
+                 console: Optional[Console] = None) -> None:
         self.work_dir = Path(work_dir).resolve()
         self.scheduler = scheduler
         self.console = console or Console()

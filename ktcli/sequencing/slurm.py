@@ -270,15 +270,9 @@ class SlurmScheduler:
         self.console = console or Console()
 
     def run(self, manifest: Manifest, stages: Sequence[PlannedStage]) -> bool:
-        """Submit every stage that is not done and not already queued or running.
-
-        Args:
-            manifest (Manifest): The work dir's manifest (its owner's, see
-                :class:`~ktcli.sequencing.sequence.WorkDirSequences`).
-            stages (Sequence[PlannedStage]): The stages, teachers first.
-
-        Returns:
-            bool: True: every stage is done (nothing was submitted).
+        """Submit every stage that is not done and not already queued or running, each job
+        after its teachers' (the arguments: :class:`~ktcli.sequencing.sequence.StageScheduler`);
+        True only when every stage is done and nothing was submitted.
 
         Raises:
             UserError: ``sbatch`` is missing or refuses a job.
