@@ -15,6 +15,7 @@ from ktbase.writing import write_atomically
 from ..errors import exit_on_user_error
 from .training_options import STAGE_DATA_ROOT
 
+
 class Fusion(str, Enum):
     softmax = 'softmax'
     logits = 'logits'

@@ -13,6 +13,7 @@ from ..errors import exit_on_user_error
 from .training_options import (SEQUENCE_PANEL, TrainingOptions, finite_non_negative,
                                with_training_options)
 
+
 @with_training_options
 def train(
     options: TrainingOptions,
