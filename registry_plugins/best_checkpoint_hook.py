@@ -76,4 +76,3 @@ class BestCheckpointHook(Hook):
                    and isinstance(record.get('top1'), (int, float))
                    and math.isfinite(record['top1']))
         return record if numbers else fresh
-

@@ -197,4 +197,3 @@ def _cached(key: list, compute: Callable[[], dict], valid: Callable[[dict], bool
         with suppress(UserError):
             write_atomically(file, json.dumps(value))
     return value
-

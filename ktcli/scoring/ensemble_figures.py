@@ -182,4 +182,3 @@ def error_structure(members: Sequence[Dict[str, torch.Tensor]],
             or_overlap=orthogonal_loss(members[j]['attention'],
                                        [members[i]['attention']]).item()))
     return ErrorStructure(len(labels), int((~errors).any(axis=0).sum()), pairs)
-

@@ -360,5 +360,3 @@ def estimate_accuracy(correct, confidence: float = CONFIDENCE, resamples: int = 
     low, high = _interval(bootstrap_means(matrix, resamples, seed), confidence)
     return AccuracyEstimate(tuple(int(count) for count in matrix.sum(axis=1)),
                             matrix.shape[1], percent(int(matrix.sum()), matrix.size), low, high)
-
-

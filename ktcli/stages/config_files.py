@@ -257,5 +257,3 @@ def registered_types() -> FrozenSet[str]:
             if isinstance(value, mmengine.registry.Registry):
                 collect(value)
     return frozenset(names)
-
-

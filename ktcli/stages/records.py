@@ -311,4 +311,3 @@ def read_stage_record(stage_dir: Path) -> Optional[dict]:
     if record['digest'] != stage_dir.name:
         raise RecordError(f'{path}: digest {record["digest"]} is not its folder\'s')
     return record
-

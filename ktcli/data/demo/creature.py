@@ -334,5 +334,3 @@ def draw_occluder(painter: Painter, body: _Anatomy, region: str) -> None:
         top, bottom = body.leg_top - 2.0, body.leg_top + 30.0
         painter.polygon([(left, top), (right, top), (right, bottom),
                          (left, bottom)], 255)
-
-

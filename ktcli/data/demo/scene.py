@@ -226,4 +226,3 @@ def render_specimen(label: int, rng: random.Random,
         red, 0.0, 0.0, offset,
         0.0, green, 0.0, offset,
         0.0, 0.0, blue, offset))
-
