@@ -106,7 +106,8 @@ def test_the_gap_lines_say_a_student_below_a_member_in_words():
     import numpy as np
     from rich.console import Console
 
-    from ktcli.commands.distill import gap_closed, print_student
+    from ktcli.commands.distill import print_student
+    from ktcli.scoring.student_scores import gap_closed
 
     # Members 60 and 70 (mean 65), ensemble 75 on 20 images; the student gets 12 right (60).
     correct = np.array([True] * 15 + [False] * 5)

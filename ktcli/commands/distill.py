@@ -96,6 +96,7 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
     """
     from ..scoring.comparison_text import comparison_text, resolution
     from ..scoring.paired_statistics import compare_paired
+    from ..scoring.student_scores import gap_closed
     comparison = compare_paired(student.correct, rows[-1].ensemble_correct, 'student',
                                 'ensemble')
     table = Table(title=title, caption=f'Δ: student − ensemble, 95% paired interval, McNemar p; '
@@ -119,11 +120,3 @@ def print_student(console: Console, rows: list, student, title: str) -> None:
                       'to close' if share is None else
                       f'the student closes {share:.0f}% of the gap between the {name} '
                       f'({single:.2f}) and the ensemble{below}')
-
-
-def gap_closed(student: float, single: float, ensemble: float) -> Optional[float]:
-    """``100 * (student - single) / (ensemble - single)``; None when the ensemble is not
-    above ``single`` (no gap)."""
-    if ensemble <= single:
-        return None
-    return 100 * (student - single) / (ensemble - single)

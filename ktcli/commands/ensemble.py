@@ -144,7 +144,7 @@ def _errors_table(rows: list, errors, against_best) -> Table:
 
 def _students_table(records: List[dict]) -> Table:
     from ..scoring.comparison_text import comparison_text, resolution
-    from .distill import gap_closed
+    from ..scoring.student_scores import gap_closed
     comparisons = [record['against_ensemble'] for record in records]
     table = Table(title='distilled students (kt distill)',
                   caption='Δ: student − ensemble, 95% paired interval, McNemar p; '

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ktbase.writing import write_atomically
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import exit_on_user_error
 
 STATUS_STYLES = dict(done='green', running='cyan', queued='yellow', failed='red',
                      cancelled='red', interrupted='magenta')
@@ -34,10 +34,8 @@ def status(
     console = Console()
     with exit_on_user_error():
         from ..sequencing.stage_status import stage_statuses
-        from ..stages.records import MANIFEST_NAME, STAGES_DIR
-        if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
-            raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
-                            'train one with `kt train`')
+        from ..stages.records import check_work_dir
+        check_work_dir(work_dir)
         report = stage_statuses(work_dir)
         statuses = report.stages
         table = Table(title=f'{len(statuses)} stages in {work_dir}')

@@ -44,3 +44,11 @@ def _backbone_type(config: Path) -> str:
     """The backbone a student's config builds (students recorded before kt kept the name)."""
     backbone = read_stage_config(config).model.backbone
     return backbone.get('model_name', backbone.type)
+
+
+def gap_closed(student: float, single: float, ensemble: float) -> Optional[float]:
+    """``100 * (student - single) / (ensemble - single)``; None when the ensemble is not
+    above ``single`` (no gap)."""
+    if ensemble <= single:
+        return None
+    return 100 * (student - single) / (ensemble - single)

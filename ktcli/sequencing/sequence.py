@@ -18,7 +18,7 @@ from ..stages.config_files import check_config, write_stage_config
 from ..stages.manifest import Manifest
 from ..stages.planned_stage import PlannedStage, unique_stages
 from ..stages.portable_config import portable_config, runtime_config
-from ..stages.records import DISTILLED, STAGE_LINK, STUDENT_INDEX, stage_paths
+from ..stages.records import DISTILLED, STAGE_LINK, STUDENT_INDEX, located, stage_paths
 from ..stages.settings import Teacher, TrainSettings
 from ..stages.stage_config import compose_stage_config, stage_digest
 from ..stages.validation_config import VALIDATION_SPLIT, checkpoint_name, has_validation_split
@@ -255,9 +255,8 @@ class SequenceTrainer:
         work dir."""
         portable, inputs = portable_config(cfg)
         digest = stage_digest(portable, teachers, self.settings.processes)
-        paths = stage_paths(digest, checkpoint_name(cfg))
-        return PlannedStage(index, digest, portable, *(self.work_dir / paths[name] for name in
-                                                       ('dir', 'config', 'checkpoint')),
+        return PlannedStage(index, digest, portable,
+                            *located(self.work_dir, stage_paths(digest, checkpoint_name(cfg))),
                             teachers, label, inputs)
 
     def score(self, stages: List[PlannedStage], independent: bool = False,
@@ -280,8 +279,7 @@ class SequenceTrainer:
             write_stage_config(stage.cfg, stage.dir)
             if was_reused:
                 self.console.print(f'stage {stage.label} [dim]{stage.digest}[/]: reused')
-            outputs.append(cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                               stage.checkpoint, self.device, data=self.data))
+            outputs.append(self._outputs(stage))
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
         validation = self._validation_scores(stages)
         results = []
@@ -301,14 +299,17 @@ class SequenceTrainer:
                     self._link(stage)
         return results
 
+    def _outputs(self, stage: PlannedStage, split: str = 'test') -> dict:
+        """A trained stage's outputs on its test (or validation) split, cached in its folder."""
+        return cached_test_outputs(stage.dir, stage.digest, stage.config_path, stage.checkpoint,
+                                   self.device, data=self.data, split=split)
+
     def _validation_scores(self, stages: List[PlannedStage]) -> Optional[List[SplitScores]]:
         """Each stage's scores on the validation split, alone and with those before it
         (None for stages trained without one)."""
         if not has_validation_split(stages[0].cfg):
             return None
-        outputs = [cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                       stage.checkpoint, self.device, data=self.data,
-                                       split=VALIDATION_SPLIT) for stage in stages]
+        outputs = [self._outputs(stage, VALIDATION_SPLIT) for stage in stages]
         rows = ensemble_rows(outputs, [s.index for s in stages], [s.digest for s in stages])
         return [SplitScores(row.top1, row.ensemble_top1, row.correct, row.ensemble_correct)
                 for row in rows]
@@ -335,8 +336,7 @@ class SequenceTrainer:
             self.console.print(f'student [dim]{stage.digest}[/]: reused')
         if not self.owner.scheduler.run(self.manifest, [stage]):
             return None
-        outputs = cached_test_outputs(stage.dir, stage.digest, stage.config_path,
-                                      stage.checkpoint, self.device, data=self.data)
+        outputs = self._outputs(stage)
         correct = topk_hits(outputs['logits'], outputs['labels'])
         top1 = percent(correct.sum(), len(correct))
         record = self.manifest.update(stage.digest, top1=top1)

@@ -22,7 +22,7 @@ from ..stages.config_files import read_stage_config
 from ..stages.manifest import Manifest
 from ..stages.planned_stage import PlannedStage
 from ..stages.portable_config import RunInputs
-from ..stages.records import record_paths
+from ..stages.records import located, record_paths
 from ..stages.validation_config import validates
 from ..stages.work_dir import StageData
 from .launcher import train_command
@@ -51,11 +51,10 @@ def recorded_stage(manifest: Manifest, digest: str) -> PlannedStage:
     if record is None or 'config' not in record:
         raise UserError(f'{manifest.path} has no stage {digest}; resubmit it with the kt '
                         'command that planned it')
-    work_dir = manifest.work_dir
-    paths = {name: work_dir / path for name, path in record_paths(digest, record).items()}
-    return PlannedStage(record.get('index', 0), digest, read_stage_config(paths['config']),
-                        paths['dir'], paths['config'], paths['checkpoint'],
-                        record.get('teachers', []), record.get('label', digest))
+    folder, config, checkpoint = located(manifest.work_dir, record_paths(digest, record))
+    return PlannedStage(record.get('index', 0), digest, read_stage_config(config), folder,
+                        config, checkpoint, record.get('teachers', []),
+                        record.get('label', digest))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

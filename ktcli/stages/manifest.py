@@ -20,7 +20,7 @@ from ktbase.writing import write_atomically
 
 from ..reading import UnsafeFileError, is_regular_file, no_links_below, read_json
 from .records import (FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, RESULTS_NAME, STAGES_DIR,
-                      STAGE_LINK, check_manifest, is_digest, read_stage_record, stage_paths,
+                      STAGE_LINK, check_manifest, is_digest, read_stage_record, record_paths,
                       write_stage_record)
 
 
@@ -153,8 +153,7 @@ class Manifest:
                 continue
             if record is not None:
                 # Paths come from where the directory is, not from what it says.
-                checkpoint = Path(record.get('checkpoint', 'epoch_1.pth')).name
-                record.update(stage_paths(record['digest'], checkpoint))
+                record.update(record_paths(record['digest'], record))
                 self.stages[record['digest']] = record
         self.chain = []
         link = self.work_dir / STAGE_LINK.format(1)

@@ -19,7 +19,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ktbase.writing import write_atomically
 
@@ -103,16 +103,33 @@ def is_digest(value: Any) -> bool:
     return isinstance(value, str) and DIGEST.fullmatch(value) is not None
 
 
+def check_work_dir(work_dir: Path) -> None:
+    """Refuse a folder that holds neither a manifest nor stage directories.
+
+    Raises:
+        UserError: One line naming the folder and the fix.
+    """
+    if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
+        raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
+                        'train one with `kt train`')
+
+
 def stage_paths(digest: str, checkpoint: str = 'epoch_1.pth') -> dict:
     """Where kt keeps stage ``digest``'s files, relative to the work dir."""
     folder = f'{STAGES_DIR}/{digest}'
-    return dict(dir=folder, config=f'{folder}/config.json', checkpoint=f'{folder}/{checkpoint}')
+    return dict(dir=folder, config=f'{folder}/{CONFIG_DATA}', checkpoint=f'{folder}/{checkpoint}')
 
 
 def record_paths(digest: str, record: Optional[dict]) -> dict:
     """:func:`stage_paths` of a stage with the checkpoint its (checked) record names."""
     checkpoint = (record or {}).get('checkpoint', 'epoch_1.pth')
     return stage_paths(digest, checkpoint.rpartition('/')[2])
+
+
+def located(work_dir: Path, paths: dict) -> Tuple[Path, Path, Path]:
+    """The folder, config and checkpoint of :func:`stage_paths` or :func:`record_paths`
+    under ``work_dir``."""
+    return tuple(Path(work_dir) / paths[name] for name in ('dir', 'config', 'checkpoint'))
 
 
 def check_record(record: Any, where: str) -> dict:

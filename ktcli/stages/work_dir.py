@@ -25,7 +25,7 @@ from ..data.fingerprint import DataFingerprint
 from ..errors import UserError
 from .manifest import Manifest
 from .portable_config import recorded_fingerprint, with_data_root
-from .records import DISTILLED, MANIFEST_NAME, STAGES_DIR, STUDENT_INDEX, record_paths
+from .records import DISTILLED, STUDENT_INDEX, check_work_dir, located, record_paths
 from .settings import TrainSettings
 
 
@@ -58,20 +58,16 @@ def trained_stages(work_dir: Path,
             unfinished.
     """
     work_dir = Path(work_dir)
-    if not ((work_dir / MANIFEST_NAME).is_file() or (work_dir / STAGES_DIR).is_dir()):
-        raise UserError(f'{work_dir} is not a kt work dir (no {MANIFEST_NAME}); '
-                        'train one with `kt train`')
+    check_work_dir(work_dir)
     if models == DISTILLED:
         students = distilled_students(work_dir)
         if not students:
             raise UserError(f'{work_dir} has no distilled student; train one with `kt distill`')
         return students[-1:]
     manifest = Manifest(work_dir, writable=False)
-    stages = []
-    for index, digest in enumerate(manifest.chain, start=1):
-        paths = record_paths(digest, manifest.stage(digest))
-        stages.append(TrainedStage(index, digest, work_dir / paths['dir'],
-                                   work_dir / paths['config'], work_dir / paths['checkpoint']))
+    stages = [TrainedStage(index, digest,
+                           *located(work_dir, record_paths(digest, manifest.stage(digest))))
+              for index, digest in enumerate(manifest.chain, start=1)]
     finished = [stage.index for stage in stages if manifest.is_done(stage.digest)]
     if not models and not finished:
         raise UserError(f'{work_dir} has no finished stage yet; run `kt train` to train one')
@@ -143,14 +139,11 @@ def distilled_students(work_dir: Path) -> List[DistilledStudent]:
     records = sorted((r for r in manifest.stages.values()
                       if r.get('kind') == DISTILLED and manifest.is_done(r['digest'])),
                      key=lambda record: record.get('updated', ''))
-    students = []
-    for record in records:
-        paths = record_paths(record['digest'], record)
-        students.append(DistilledStudent(
-            STUDENT_INDEX, record['digest'], *(Path(work_dir) / paths[name]
-                                               for name in ('dir', 'config', 'checkpoint')),
-            tuple(record.get('members', ())), record.get('settings', {}).get('backbone', '')))
-    return students
+    return [DistilledStudent(STUDENT_INDEX, record['digest'],
+                             *located(work_dir, record_paths(record['digest'], record)),
+                             tuple(record.get('members', ())),
+                             record.get('settings', {}).get('backbone', ''))
+            for record in records]
 
 
 class StageData:
